@@ -1,0 +1,28 @@
+"""The functional core: every unit-scaling rule lives here, once.
+
+Pure functions of tensors and static shapes. Layers in `keras_unitscale.layers` are thin
+wrappers over these.
+"""
+
+from keras_unitscale.ops.activations import SCALES as ACTIVATION_SCALES
+from keras_unitscale.ops.activations import activation, gelu, relu, sigmoid, silu, tanh
+from keras_unitscale.ops.constraints import CONSTRAINTS, apply_constraint, validate_constraint
+from keras_unitscale.ops.cross_entropy import (
+    logit_grad_scale,
+    per_token_cross_entropy,
+    sparse_softmax_cross_entropy,
+)
+from keras_unitscale.ops.dropout import dropout
+from keras_unitscale.ops.embedding import embedding
+from keras_unitscale.ops.linear import linear, matmul, readout
+from keras_unitscale.ops.norms import layer_norm, rms_norm
+from keras_unitscale.ops.residual import (
+    add,
+    residual_add,
+    residual_coefficients,
+    residual_split,
+    residual_taus,
+    transformer_residual_taus,
+)
+from keras_unitscale.ops.scale import leading_size, rsqrt_size, scale_bwd, scale_fwd
+from keras_unitscale.ops.softmax import softmax, softmax_scales

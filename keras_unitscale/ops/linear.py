@@ -1,0 +1,114 @@
+"""Scaled matrix products: `linear`, `matmul` and the u-muP `readout`.
+
+For `y = x @ w` with `x: [batch, fan_in]`, `w: [fan_in, fan_out]`, unit-normal `x`, `w` and
+upstream gradient `g`:
+- each output sums `fan_in` unit products: std `sqrt(fan_in)`, so the output scale is
+  `fan_in ** -0.5`;
+- `dx = g @ w.T` sums `fan_out` products: input-gradient scale `fan_out ** -0.5`;
+- `dw = x.T @ g` sums `batch` products: weight-gradient scale `batch ** -0.5` (and the bias
+  gradient, a sum of `batch` unit values, the same).
+The constraint then ties the output and input-gradient scales together (the input is a
+non-cut edge); the weight gradient is left free.
+"""
+
+from keras import ops
+
+from keras_unitscale.ops.constraints import apply_constraint
+from keras_unitscale.ops.scale import leading_size, rsqrt_size, scale_bwd, scale_fwd
+
+
+def _fans(x, w, name):
+    if len(w.shape) != 2:
+        raise ValueError(f"`{name}` weight must be 2-D [fan_in, fan_out]; got shape {w.shape}.")
+    fan_in, fan_out = int(w.shape[0]), int(w.shape[1])
+    if x.shape[-1] is not None and int(x.shape[-1]) != fan_in:
+        raise ValueError(
+            f"`{name}` expects inputs whose last dimension is {fan_in}; got shape {x.shape}."
+        )
+    return fan_in, fan_out
+
+
+def _add_bias(y, b, batch):
+    if b is None:
+        return y
+    # The bias lives in output units, so it is added after the output scale.
+    return y + scale_bwd(b, rsqrt_size(batch))
+
+
+def linear(x, w, b=None, constraint="to_output_scale"):
+    """Unit-scaled `x @ w + b` over the last axis of `x`.
+
+    Args:
+        x: inputs `[..., fan_in]`.
+        w: weight `[fan_in, fan_out]`, initialised N(0, 1).
+        b: optional bias `[fan_out]`, initialised to zeros.
+        constraint: how the output and input-gradient scales are tied (see `constraints`).
+
+    Example:
+    >>> import numpy as np
+    >>> from keras_unitscale import ops as uops
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((256, 512)).astype("float32")
+    >>> w = rng.standard_normal((512, 128)).astype("float32")
+    >>> y = np.asarray(uops.linear(x, w))
+    >>> bool(abs(y.std() - 1) < 0.1)
+    True
+    """
+    fan_in, fan_out = _fans(x, w, "linear")
+    out_scale, grad_in_scale = apply_constraint(constraint, fan_in**-0.5, fan_out**-0.5)
+    batch = leading_size(x)
+    x = scale_bwd(x, grad_in_scale)
+    w = scale_bwd(w, rsqrt_size(batch))
+    y = scale_fwd(ops.matmul(x, w), out_scale)
+    return _add_bias(y, b, batch)
+
+
+def readout(x, w, b=None):
+    """The last linear layer before the loss, u-muP style (unconstrained).
+
+    The output is scaled by `1 / fan_in` rather than `fan_in ** -0.5`, so logits start small
+    (std `fan_in ** -0.5`); the input gradient is scaled to unit by `fan_out ** -0.5`.
+
+    Example:
+    >>> import numpy as np
+    >>> from keras_unitscale import ops as uops
+    >>> x = np.ones((4, 16), "float32"); w = np.ones((16, 3), "float32")
+    >>> np.asarray(uops.readout(x, w))[0].tolist()
+    [1.0, 1.0, 1.0]
+    """
+    fan_in, fan_out = _fans(x, w, "readout")
+    batch = leading_size(x)
+    x = scale_bwd(x, fan_out**-0.5)
+    w = scale_bwd(w, rsqrt_size(batch))
+    y = scale_fwd(ops.matmul(x, w), 1.0 / fan_in)
+    return _add_bias(y, b, batch)
+
+
+def matmul(a, b, constraint="to_output_scale"):
+    """Unit-scaled `a @ b` for `a: [..., m, k]`, `b: [..., k, n]` (both activations).
+
+    Output scale `k ** -0.5`; `a`'s gradient `n ** -0.5`; `b`'s gradient `m ** -0.5`. Both
+    inputs are non-cut edges, so the constraint ties all three.
+
+    Example:
+    >>> import numpy as np
+    >>> from keras_unitscale import ops as uops
+    >>> uops.matmul(np.ones((2, 3, 4), "float32"), np.ones((2, 4, 5), "float32")).shape
+    (2, 3, 5)
+    """
+    if len(a.shape) < 2 or len(b.shape) < 2:
+        raise ValueError(
+            f"`matmul` expects inputs of rank >= 2; got shapes {a.shape} and {b.shape}."
+        )
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    if None in (m, k, n):
+        raise ValueError(
+            "`matmul` needs static sizes for the contracted and output axes; got shapes "
+            f"{a.shape} and {b.shape}."
+        )
+    out_scale, a_scale, b_scale = apply_constraint(
+        constraint, float(k) ** -0.5, float(n) ** -0.5, float(m) ** -0.5
+    )
+    a = scale_bwd(a, a_scale)
+    b = scale_bwd(b, b_scale)
+    return scale_fwd(ops.matmul(a, b), out_scale)

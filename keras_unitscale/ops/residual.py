@@ -1,0 +1,100 @@
+"""Addition and weighted residual connections.
+
+`add(a, b)`: the sum of two independent unit tensors has std `sqrt(2)`, so the output is
+scaled by `2 ** -0.5`; both inputs are non-cut edges and share the constrained scale.
+
+A residual layer `y = a * f(x) + b * x` with `a = tau / sqrt(1 + tau^2)` and
+`b = 1 / sqrt(1 + tau^2)` keeps a unit stream unit for any `tau` (the branch weight relative to
+the skip). It is split in two ops so that the backward pass is unit too:
+- `residual_split(x, tau)` returns `(residual, skip)`, both equal to `x`; on the way back it
+  multiplies the branch's gradient by `a` and the skip's by `b` before they are summed;
+- `residual_add(residual, skip, tau)` returns `a * residual + b * skip` forward and passes
+  the gradient to both unchanged.
+Together they apply `a` and `b` exactly once each way, so the summed gradient is the true
+gradient of `y` while every tensor in the branch sees a unit gradient.
+"""
+
+import math
+
+from keras import ops
+
+from keras_unitscale.ops.constraints import apply_constraint
+from keras_unitscale.ops.scale import scale_bwd, scale_fwd, static_scale
+
+
+def add(a, b, constraint="to_output_scale"):
+    """Unit-scaled `a + b`.
+
+    Example:
+    >>> import numpy as np
+    >>> from keras_unitscale import ops as uops
+    >>> float(uops.add(np.float32(1.0), np.float32(1.0)))  # (1 + 1) / sqrt(2)
+    1.4142135381698608
+    """
+    out, ga, gb = apply_constraint(constraint, 2**-0.5, 1.0, 1.0)
+    # The sum's own gradient is unit for each input; the constraint may change that.
+    return scale_fwd(scale_bwd(a, ga) + scale_bwd(b, gb), out)
+
+
+def residual_coefficients(tau):
+    """`(branch_weight, skip_weight) = (tau, 1) / sqrt(1 + tau^2)`."""
+    t = static_scale(tau)
+    if t is None or t < 0:
+        raise ValueError(f"`tau` must be a non-negative number; received {tau!r}.")
+    norm = math.sqrt(1.0 + t * t)
+    return t / norm, 1.0 / norm
+
+
+def residual_split(x, tau=1.0):
+    """Returns `(residual, skip)`, both `x` forward; see the module docstring."""
+    a, b = residual_coefficients(tau)
+    return scale_bwd(x, a), scale_bwd(x, b)
+
+
+def residual_add(residual, skip, tau=1.0):
+    """Returns `a * residual + b * skip`; see the module docstring."""
+    a, b = residual_coefficients(tau)
+    return scale_fwd(residual, a) + scale_fwd(skip, b)
+
+
+def residual_taus(branch_weights):
+    """Per-layer `tau`s that give each branch a fixed share of the final residual stream.
+
+    Start from an embedding of variance 1 and let branch `l` add variance `w_l` to an
+    un-normalised stream, `V_l = 1 + w_1 + ... + w_l`. Normalising after each layer,
+    `y_l = (sqrt(V_{l-1}) x_{l-1} + sqrt(w_l) f_l) / sqrt(V_l)`, which is `residual_add` with
+    `tau_l = sqrt(w_l / V_{l-1})`. Branch `l` then makes up `w_l / V_L` of the final stream,
+    whatever its depth.
+    """
+    taus, total = [], 1.0
+    for w in branch_weights:
+        if w < 0:
+            raise ValueError(f"`branch_weights` must be non-negative; received {w!r}.")
+        taus.append(math.sqrt(w / total))
+        total += w
+    return taus
+
+
+def transformer_residual_taus(num_blocks, residual_mult=1.0, residual_attn_ratio=1.0):
+    """u-muP's depth rule for a pre-norm transformer: `[(tau_attn, tau_mlp), ...]`.
+
+    The `2 * num_blocks` branches together add `residual_mult ** 2` times the embedding's
+    variance; each attention branch adds `residual_attn_ratio ** 2` times what each MLP
+    branch adds. Every attention layer thus contributes equally, as does every MLP layer.
+
+    Example:
+    >>> from keras_unitscale import ops as uops
+    >>> [round(t, 4) for t in uops.transformer_residual_taus(1)[0]]
+    [0.7071, 0.5774]
+    """
+    if int(num_blocks) < 1:
+        raise ValueError(f"`num_blocks` must be a positive integer; received {num_blocks!r}.")
+    if residual_mult <= 0 or residual_attn_ratio <= 0:
+        raise ValueError(
+            "`residual_mult` and `residual_attn_ratio` must be positive; received "
+            f"{residual_mult!r} and {residual_attn_ratio!r}."
+        )
+    mlp = 2.0 * residual_mult**2 / (2 * num_blocks * (1.0 + residual_attn_ratio**2))
+    attn = residual_attn_ratio**2 * mlp
+    taus = residual_taus([attn, mlp] * int(num_blocks))
+    return [(taus[2 * i], taus[2 * i + 1]) for i in range(int(num_blocks))]
