@@ -9,6 +9,10 @@ upstream gradient `g`:
   gradient, a sum of `batch` unit values, the same).
 The constraint then ties the output and input-gradient scales together (the input is a
 non-cut edge); the weight gradient is left free.
+
+Every function here takes `fp8=None`: an object with `cast_forward(t)` (applied to both
+matmul operands) and `cast_gradient(t)` (identity forward; casts the matmul output's
+gradient), see `keras_unitscale.ops.formats`. Layers pass their `fp8` attribute through.
 """
 
 from keras import ops
@@ -28,6 +32,12 @@ def _fans(x, w, name):
     return fan_in, fan_out
 
 
+def _product(a, b, fp8):
+    if fp8 is None:
+        return ops.matmul(a, b)
+    return fp8.cast_gradient(ops.matmul(fp8.cast_forward(a), fp8.cast_forward(b)))
+
+
 def _add_bias(y, b, batch):
     if b is None:
         return y
@@ -35,7 +45,7 @@ def _add_bias(y, b, batch):
     return y + scale_bwd(b, rsqrt_size(batch))
 
 
-def linear(x, w, b=None, constraint="to_output_scale"):
+def linear(x, w, b=None, constraint="to_output_scale", fp8=None):
     """Unit-scaled `x @ w + b` over the last axis of `x`.
 
     Args:
@@ -43,6 +53,7 @@ def linear(x, w, b=None, constraint="to_output_scale"):
         w: weight `[fan_in, fan_out]`, initialised N(0, 1).
         b: optional bias `[fan_out]`, initialised to zeros.
         constraint: how the output and input-gradient scales are tied (see `constraints`).
+        fp8: optional FP8 simulation (see the module docstring).
 
     Example:
     >>> import numpy as np
@@ -59,11 +70,11 @@ def linear(x, w, b=None, constraint="to_output_scale"):
     batch = leading_size(x)
     x = scale_bwd(x, grad_in_scale)
     w = scale_bwd(w, rsqrt_size(batch))
-    y = scale_fwd(ops.matmul(x, w), out_scale)
+    y = scale_fwd(_product(x, w, fp8), out_scale)
     return _add_bias(y, b, batch)
 
 
-def readout(x, w, b=None):
+def readout(x, w, b=None, fp8=None):
     """The last linear layer before the loss, u-muP style (unconstrained).
 
     The output is scaled by `1 / fan_in` rather than `fan_in ** -0.5`, so logits start small
@@ -80,11 +91,11 @@ def readout(x, w, b=None):
     batch = leading_size(x)
     x = scale_bwd(x, fan_out**-0.5)
     w = scale_bwd(w, rsqrt_size(batch))
-    y = scale_fwd(ops.matmul(x, w), 1.0 / fan_in)
+    y = scale_fwd(_product(x, w, fp8), 1.0 / fan_in)
     return _add_bias(y, b, batch)
 
 
-def matmul(a, b, constraint="to_output_scale"):
+def matmul(a, b, constraint="to_output_scale", fp8=None):
     """Unit-scaled `a @ b` for `a: [..., m, k]`, `b: [..., k, n]` (both activations).
 
     Output scale `k ** -0.5`; `a`'s gradient `n ** -0.5`; `b`'s gradient `m ** -0.5`. Both
@@ -111,4 +122,4 @@ def matmul(a, b, constraint="to_output_scale"):
     )
     a = scale_bwd(a, a_scale)
     b = scale_bwd(b, b_scale)
-    return scale_fwd(ops.matmul(a, b), out_scale)
+    return scale_fwd(_product(a, b, fp8), out_scale)
