@@ -168,3 +168,43 @@ def num_replicas_in_sync():
     if not tf.distribute.has_strategy():
         return 1
     return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def concrete_value(x):
+    """`x` as a NumPy array when it holds concrete values (eager), else `None` (traced)."""
+    import numpy as np
+
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, keras.KerasTensor):
+        return None
+    backend = backend_name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.executing_eagerly() and hasattr(x, "numpy"):
+            return x.numpy()
+        return None
+    if backend == "jax":
+        import jax
+
+        if isinstance(x, jax.core.Tracer):
+            return None
+    try:
+        return np.asarray(x)
+    except Exception:  # a traced or symbolic value of another kind
+        return None
+
+
+def get_keras_mask(x):
+    """The Keras mask attached to `x`, or `None` (JAX arrays keep it in a side table)."""
+    from keras.src.backend import get_keras_mask as _get
+
+    return _get(x)
+
+
+def set_keras_mask(x, mask):
+    """Attaches a Keras mask to `x` in place."""
+    from keras.src.backend import set_keras_mask as _set
+
+    _set(x, mask)

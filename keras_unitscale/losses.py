@@ -1,1 +1,83 @@
-"""Unit-scaled losses."""
+"""Unit-scaled losses: values equal to Keras' own, logit gradients of unit scale."""
+
+import keras
+from keras import ops
+
+from keras_unitscale import ops as uops
+from keras_unitscale.backend import get_keras_mask, set_keras_mask
+
+_MEAN_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
+
+
+@keras.saving.register_keras_serializable(package="keras_unitscale")
+class SparseCategoricalCrossentropy(keras.losses.Loss):
+    """Sparse softmax cross-entropy from logits, with a unit-scaled logit gradient.
+
+    The loss value is exactly `keras.losses.SparseCategoricalCrossentropy(from_logits=True)`'s
+    (same reduction, sample weights, Keras masks and `ignore_class`). The gradient with
+    respect to each token's logits is multiplied by `N * V / sqrt(V - 1)` (`N` tokens in the
+    mean, `V` classes), which makes it unit at initialisation instead of `1 / N` small: the
+    backward pass of the whole model then starts at unit scale.
+
+    Args:
+        from_logits: must be true: the scaled gradient is defined for logits.
+        ignore_class: optional label id left out of the loss (as in Keras).
+        reduction, name, dtype: as in `keras.losses.Loss`.
+
+    Example:
+    >>> import numpy as np
+    >>> import keras, keras_unitscale as ku
+    >>> y, logits = np.array([0, 2]), np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 1.0]], "float32")
+    >>> ours = ku.losses.SparseCategoricalCrossentropy()(y, logits)
+    >>> theirs = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
+    >>> bool(abs(float(ours) - float(theirs)) < 1e-6)
+    True
+    """
+
+    def __init__(
+        self,
+        from_logits=True,
+        ignore_class=None,
+        reduction="sum_over_batch_size",
+        name="sparse_categorical_crossentropy",
+        dtype=None,
+    ):
+        if not from_logits:
+            raise ValueError(
+                "`from_logits` must be True: the unit-scaled gradient is defined with respect "
+                "to logits. Remove the final softmax and pass logits."
+            )
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.from_logits = True
+        self.ignore_class = ignore_class
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.convert_to_tensor(y_pred)
+        y_true = ops.convert_to_tensor(y_true)
+        if "int" not in keras.backend.standardize_dtype(y_true.dtype):
+            if "float" not in keras.backend.standardize_dtype(y_true.dtype):
+                raise ValueError(
+                    f"`y_true` must hold integer class ids; received dtype {y_true.dtype}."
+                )
+        if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1:
+            y_true = ops.squeeze(y_true, axis=-1)
+        mask = get_keras_mask(y_pred)
+        if self.ignore_class is not None:
+            valid = ops.not_equal(y_true, self.ignore_class)
+            y_true = ops.where(valid, y_true, 0)
+            mask = valid if mask is None else ops.logical_and(ops.cast(mask, "bool"), valid)
+        if self.reduction in _MEAN_REDUCTIONS:
+            count = None if mask is None else ops.sum(ops.cast(mask, "float32"))
+        else:
+            count = 1
+        losses = uops.per_token_cross_entropy(y_true, y_pred, count=count)
+        if self.ignore_class is not None:
+            losses = ops.where(valid, losses, 0.0)
+        if mask is not None:
+            set_keras_mask(losses, mask)
+        return losses
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(from_logits=self.from_logits, ignore_class=self.ignore_class)
+        return config

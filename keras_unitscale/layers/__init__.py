@@ -1,1 +1,9 @@
-"""keras_unitscale.layers."""
+"""Unit-scaled Keras layers: thin wrappers over `keras_unitscale.ops`."""
+
+from keras_unitscale.layers.activation import Activation
+from keras_unitscale.layers.dense import Dense
+from keras_unitscale.layers.dropout import Dropout
+from keras_unitscale.layers.embedding import Embedding
+from keras_unitscale.layers.mlp import MLP
+from keras_unitscale.layers.normalization import LayerNormalization, RMSNormalization
+from keras_unitscale.layers.residual import Residual

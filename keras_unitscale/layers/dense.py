@@ -1,0 +1,102 @@
+"""Unit-scaled `Dense`."""
+
+import keras
+
+from keras_unitscale import ops as uops
+from keras_unitscale.layers._validation import float_input, min_rank, positive_int
+from keras_unitscale.ops.activations import canonical_activation
+
+
+@keras.saving.register_keras_serializable(package="keras_unitscale")
+class Dense(keras.layers.Layer):
+    """Densely connected layer with unit scaling: drop-in for `keras.layers.Dense`.
+
+    Computes `activation(x @ kernel / sqrt(fan_in) + bias)`, with the kernel drawn from
+    N(0, 1) and separate backward scales for the input gradient (`fan_out ** -0.5`) and the
+    weight gradients (`batch ** -0.5`), tied by `constraint`. The activation is the unit-scaled
+    version of the named function (`"gelu"`, `"silu"`/`"swish"`, `"relu"`, `"tanh"`,
+    `"sigmoid"`, `"linear"` or `None`).
+
+    Args:
+        units: positive int, output size.
+        activation: activation name or `None`.
+        use_bias: whether to add a (zero-initialised) bias.
+        constraint: `"to_output_scale"` (default), `"to_grad_input_scale"`, `"gmean"` or
+            `None`; see `keras_unitscale.ops.apply_constraint`.
+        readout: if true, the u-muP readout rule (`1 / fan_in` forward, unconstrained); use it
+            for the last layer before a loss.
+        kernel_initializer, bias_initializer: as in Keras; default N(0, 1) and zeros.
+        **kwargs: `name`, `dtype`, `trainable`, ...
+
+    Example:
+    >>> import numpy as np
+    >>> import keras_unitscale as ku
+    >>> layer = ku.layers.Dense(64, activation="gelu")
+    >>> y = layer(np.random.default_rng(0).standard_normal((256, 128)).astype("float32"))
+    >>> y.shape, bool(abs(float(np.std(y)) - 1) < 0.1)
+    ((256, 64), True)
+    """
+
+    def __init__(
+        self,
+        units,
+        activation=None,
+        use_bias=True,
+        constraint="to_output_scale",
+        readout=False,
+        kernel_initializer=None,
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = positive_int(units, "units")
+        self.activation = canonical_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.constraint = uops.validate_constraint(constraint)
+        self.readout = bool(readout)
+        self.kernel_initializer = keras.initializers.get(
+            kernel_initializer or keras.initializers.RandomNormal(stddev=1.0)
+        )
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.supports_masking = True
+        self.fp8 = None
+
+    def build(self, input_shape):
+        min_rank(input_shape, 2)
+        fan_in = input_shape[-1]
+        if fan_in is None:
+            raise ValueError(
+                f"The last dimension of `inputs` must be known; received shape {input_shape}."
+            )
+        self.kernel = self.add_weight(
+            name="kernel", shape=(fan_in, self.units), initializer=self.kernel_initializer
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias", shape=(self.units,), initializer=self.bias_initializer
+            )
+
+    def call(self, inputs):
+        float_input(inputs)
+        if self.readout:
+            y = uops.readout(inputs, self.kernel, self.bias, fp8=self.fp8)
+        else:
+            y = uops.linear(inputs, self.kernel, self.bias, self.constraint, fp8=self.fp8)
+        return uops.activation(y, self.activation, self.constraint)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            activation=self.activation,
+            use_bias=self.use_bias,
+            constraint=self.constraint,
+            readout=self.readout,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+        )
+        return config

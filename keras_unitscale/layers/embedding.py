@@ -1,0 +1,94 @@
+"""Unit-scaled `Embedding`."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_unitscale import ops as uops
+from keras_unitscale.backend import concrete_value
+from keras_unitscale.layers._validation import positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_unitscale")
+class Embedding(keras.layers.Layer):
+    """Token embedding with unit scaling: drop-in for `keras.layers.Embedding`.
+
+    The table is N(0, 1) so looked-up vectors are unit; its gradient is scaled by
+    `sqrt(input_dim / num_tokens)` so the table gradient is unit too.
+
+    Args:
+        input_dim: vocabulary size.
+        output_dim: embedding size.
+        mask_zero: if true, id 0 is padding and a Keras mask is produced.
+        embeddings_initializer: default N(0, 1).
+        **kwargs: `name`, `dtype`, ...
+
+    Ids outside `[0, input_dim)` raise a `ValueError` when the layer runs eagerly (inside a
+    compiled function they cannot be checked and are clipped by the backend's gather).
+
+    Example:
+    >>> import numpy as np
+    >>> import keras_unitscale as ku
+    >>> layer = ku.layers.Embedding(1000, 64, mask_zero=True)
+    >>> ids = np.array([[5, 7, 0]])
+    >>> layer(ids).shape, np.asarray(layer.compute_mask(ids)).tolist()
+    ((1, 3, 64), [[True, True, False]])
+    """
+
+    def __init__(
+        self, input_dim, output_dim, mask_zero=False, embeddings_initializer=None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.input_dim = positive_int(input_dim, "input_dim")
+        self.output_dim = positive_int(output_dim, "output_dim")
+        self.mask_zero = bool(mask_zero)
+        self.embeddings_initializer = keras.initializers.get(
+            embeddings_initializer or keras.initializers.RandomNormal(stddev=1.0)
+        )
+        self.supports_masking = self.mask_zero
+        self.fp8 = None  # a gather, not a matmul: kept for a uniform FP8 switch, unused
+
+    def build(self, input_shape=None):
+        self.embeddings = self.add_weight(
+            name="embeddings",
+            shape=(self.input_dim, self.output_dim),
+            initializer=self.embeddings_initializer,
+        )
+
+    def _check_ids(self, ids):
+        dtype = keras.backend.standardize_dtype(ids.dtype)
+        if "int" not in dtype:
+            raise ValueError(
+                f"`inputs` to Embedding must be integer token ids; received dtype {dtype}."
+            )
+        values = concrete_value(ids)
+        if values is not None and values.size:
+            lo, hi = int(np.min(values)), int(np.max(values))
+            if lo < 0 or hi >= self.input_dim:
+                raise ValueError(
+                    f"`inputs` ids must be in [0, {self.input_dim}) (input_dim="
+                    f"{self.input_dim}); received ids in [{lo}, {hi}]."
+                )
+
+    def call(self, inputs):
+        inputs = ops.convert_to_tensor(inputs)
+        self._check_ids(inputs)
+        return uops.embedding(inputs, self.embeddings)
+
+    def compute_mask(self, inputs, mask=None):
+        if not self.mask_zero:
+            return None
+        return ops.not_equal(inputs, 0)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            input_dim=self.input_dim,
+            output_dim=self.output_dim,
+            mask_zero=self.mask_zero,
+            embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
+        )
+        return config
