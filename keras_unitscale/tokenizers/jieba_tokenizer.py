@@ -1,0 +1,156 @@
+"""Chinese word tokenizer: jieba segmentation, then a vocabulary lookup."""
+
+import os
+import re
+
+import keras
+import numpy as np
+
+from keras_unitscale.tokenizers import jieba_segmenter
+from keras_unitscale.tokenizers._inputs import tf
+from keras_unitscale.tokenizers.vocabulary_tokenizer import VOCABULARY_FILE, VocabularyTokenizer
+
+USER_DICTIONARY_FILE = "user_dictionary.txt"
+# The separators of pre-segmented text. Spelled out (not `\s`) so that Python's `re` and
+# TensorFlow's RE2 split on exactly the same characters.
+_SEPARATORS = "[ \t\n\r\f\v]+"
+_ALNUM_END = "(?s).*[A-Za-z0-9]"
+_ALNUM_START = "(?s)[A-Za-z0-9].*"
+
+
+def _is_ascii_alnum(char):
+    return char.isascii() and char.isalnum()
+
+
+@keras.saving.register_keras_serializable(package="keras_unitscale")
+class JiebaTokenizer(VocabularyTokenizer):
+    """Segments Chinese (and mixed) text into words with jieba and maps words to ids.
+
+    Whitespace separates words and is not a token. Words missing from the vocabulary map to
+    `unknown_token_id`. `detokenize` joins words without spaces, except that one space goes
+    between two words that meet at ASCII letters or digits ("我用 Keras 3" round-trips).
+
+    Segmentation state is per tokenizer: a `user_dictionary` changes this tokenizer only,
+    never jieba's global dictionary nor another tokenizer. Tokenizers with equal user
+    dictionaries share one read-only `jieba.Tokenizer` per process.
+
+    Inside `tf.data`, segmentation runs jieba through `tf.numpy_function`. With
+    `presegmented=True` the tokenizer instead splits its input on ASCII whitespace and runs
+    entirely in TensorFlow ops (a `tf.lookup.StaticHashTable`), which is what an exported
+    SavedModel needs; produce such input with `" ".join(tokenizer.segment(text))`.
+
+    Args:
+        vocabulary: list of strings or path to a one-token-a-line file; must hold `[PAD]`,
+            `[UNK]`, `[START]`, `[END]` and `[CLS]`. Usually built with `from_corpus`.
+        user_dictionary: `None`, a path to a jieba user dictionary (`word [freq] [tag]` per
+            line), or a list of such strings. Saved as an asset with the vocabulary.
+        hmm: bool. Let jieba's HMM join unseen character runs into new words.
+        presegmented: bool. Treat inputs as words already separated by spaces.
+        dtype: "int32" or "int64", the id dtype.
+
+    Example:
+
+    >>> tokenizer = JiebaTokenizer.from_corpus(["我喜欢这本书", "这本书很好", "我喜欢"])
+    >>> ids = tokenizer("我喜欢这本书")
+    >>> tokenizer.detokenize(ids)
+    '我喜欢这本书'
+    >>> tokenizer.segment("这本书很好")
+    ['这', '本书', '很', '好']
+    >>> int(tokenizer("没见过的词")[0]) == tokenizer.unknown_token_id
+    True
+    """
+
+    def __init__(
+        self, vocabulary=None, user_dictionary=None, hmm=True, presegmented=False, **kwargs
+    ):
+        for name, value in (("hmm", hmm), ("presegmented", presegmented)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"`{name}` must be a bool. Received: {value!r}")
+        super().__init__(vocabulary=vocabulary, **kwargs)
+        self.hmm = bool(hmm)
+        self.presegmented = bool(presegmented)
+        self.set_user_dictionary(user_dictionary)
+        self.file_assets = [VOCABULARY_FILE, USER_DICTIONARY_FILE]
+
+    def set_user_dictionary(self, user_dictionary):
+        """Sets the user words (see `user_dictionary` in the class docstring)."""
+        self._user_entries = jieba_segmenter.parse_user_dictionary(user_dictionary)
+        self._segmenter = None  # Built on first use; pre-segmented input never needs jieba.
+
+    @property
+    def user_words(self):
+        """The user dictionary's words, in order."""
+        return [word for word, _, _ in self._user_entries]
+
+    def _get_segmenter(self):
+        if self._segmenter is None:
+            self._segmenter = jieba_segmenter.get_segmenter(self._user_entries)
+        return self._segmenter
+
+    # Splitting and joining ------------------------------------------------------------------
+    def _split_python(self, text):
+        if self.presegmented:
+            return [w for w in re.split(_SEPARATORS, text) if w]
+        return [w for w in self._get_segmenter().cut(text, HMM=self.hmm) if w and not w.isspace()]
+
+    def _split_tf(self, texts):
+        if self.presegmented:
+            normalized = tf.strings.regex_replace(texts, _SEPARATORS, " ")
+            words = tf.strings.split(normalized, sep=" ")
+            return tf.ragged.boolean_mask(words, tf.not_equal(words, ""))
+        words, lengths = tf.numpy_function(
+            self._segment_numpy, [texts], [tf.string, tf.int64], stateful=False
+        )
+        words.set_shape([None])
+        lengths.set_shape([None])
+        return tf.RaggedTensor.from_row_lengths(words, lengths)
+
+    def _segment_numpy(self, texts):
+        words, lengths = [], []
+        for raw in texts:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"`inputs` must be UTF-8 text: {e}") from None
+            pieces = self._split_python(text)
+            words.extend(p.encode("utf-8") for p in pieces)
+            lengths.append(len(pieces))
+        return np.array(words, dtype=object), np.array(lengths, dtype=np.int64)
+
+    def _join_python(self, tokens):
+        parts = []
+        for i, token in enumerate(tokens):
+            if i and _is_ascii_alnum(tokens[i - 1][-1]) and _is_ascii_alnum(token[0]):
+                parts.append(" ")
+            parts.append(token)
+        return "".join(parts)
+
+    def _join_tf(self, tokens):
+        flat = tokens.flat_values
+        position = tf.range(tf.size(flat, out_type=tf.int64)) - tf.gather(
+            tokens.row_splits, tokens.value_rowids()
+        )
+        ends = tf.strings.regex_full_match(flat, _ALNUM_END)
+        previous_ends = tf.concat([[False], ends[:-1]], axis=0)
+        starts = tf.strings.regex_full_match(flat, _ALNUM_START)
+        spaced = tf.where((position > 0) & previous_ends & starts, " " + flat, flat)
+        return tf.strings.reduce_join(tokens.with_flat_values(spaced), axis=-1)
+
+    # Assets and config ----------------------------------------------------------------------
+    def save_assets(self, dir_path):
+        super().save_assets(dir_path)
+        path = os.path.join(dir_path, USER_DICTIONARY_FILE)
+        with open(path, "w", encoding="utf-8", newline="\n") as f:
+            f.write(jieba_segmenter.format_user_dictionary(self._user_entries))
+
+    def load_assets(self, dir_path):
+        super().load_assets(dir_path)
+        path = os.path.join(dir_path, USER_DICTIONARY_FILE)
+        self.set_user_dictionary(path if os.path.exists(path) else None)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"user_dictionary": None, "hmm": self.hmm, "presegmented": self.presegmented}
+        )
+        return config
