@@ -26,3 +26,14 @@ from keras_unitscale.ops.residual import (
 )
 from keras_unitscale.ops.scale import leading_size, rsqrt_size, scale_bwd, scale_fwd
 from keras_unitscale.ops.softmax import softmax, softmax_scales
+from keras_unitscale.ops.attention import (
+    attention_output_scale,
+    causal_mask,
+    decoder_residual_taus,
+    dot_product_attention,
+)
+from keras_unitscale.ops.position import (
+    position_embedding,
+    rotary_embedding,
+    sinusoidal_encoding,
+)
