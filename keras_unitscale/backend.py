@@ -110,12 +110,13 @@ def layer_vjp(layer, *inputs, **call_kwargs):
     """Runs `layer(*inputs)` and returns `(outputs, pullback)`.
 
     `pullback(cotangent)` returns `(input_grads, weight_grads)`, the weight gradients aligned
-    with `layer.trainable_weights`. The layer is built by a first call if needed.
+    with `layer.trainable_variables`. The layer is built by a first call if needed.
     """
     if not layer.built:
         layer(*inputs, **call_kwargs)
-    trainable = layer.trainable_weights
-    non_trainable = layer.non_trainable_weights
+    # Variables, not weights: seed-generator states are non-trainable variables too.
+    trainable = layer.trainable_variables
+    non_trainable = layer.non_trainable_variables
     n_in = len(inputs)
 
     if backend_name() == "jax":

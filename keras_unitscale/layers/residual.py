@@ -35,7 +35,8 @@ class Residual(keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
-        self.layer.build(input_shape)
+        if not self.layer.built:
+            self.layer.build(input_shape)
 
     def call(self, inputs, training=False):
         residual, skip = uops.residual_split(inputs, self.tau)

@@ -4,6 +4,7 @@ Pure functions of tensors and static shapes. Layers in `keras_unitscale.layers` 
 wrappers over these.
 """
 
+from keras_unitscale.ops.activations import MEANS as ACTIVATION_MEANS
 from keras_unitscale.ops.activations import SCALES as ACTIVATION_SCALES
 from keras_unitscale.ops.activations import activation, gelu, relu, sigmoid, silu, tanh
 from keras_unitscale.ops.constraints import CONSTRAINTS, apply_constraint, validate_constraint

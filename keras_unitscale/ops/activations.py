@@ -59,11 +59,16 @@ def _gaussian_moments(fn, dfn):
     mean = np.sum(w * fn(x))
     var = np.sum(w * fn(x) ** 2) - mean**2
     grad_sq = np.sum(w * dfn(x) ** 2)
-    return float(var) ** -0.5, float(grad_sq) ** -0.5
+    fwd = float(var) ** -0.5
+    return fwd, float(grad_sq) ** -0.5, float(mean) * fwd
 
 
-SCALES = {name: _gaussian_moments(f, df) for name, (f, df, _) in _FUNCTIONS.items()}
+_MOMENTS = {name: _gaussian_moments(f, df) for name, (f, df, _) in _FUNCTIONS.items()}
+SCALES = {name: m[:2] for name, m in _MOMENTS.items()}
 """`{name: (forward_scale, grad_scale)}` for unit-normal inputs."""
+MEANS = {name: m[2] for name, m in _MOMENTS.items()}
+"""`{name: mean}` of the scaled output. Scaling makes the std one, not the mean zero, so a
+matmul that follows sees a second moment of `1 + mean^2` (e.g. about 1.23 after GELU)."""
 
 ACTIVATIONS = tuple(_FUNCTIONS) + tuple(_ALIASES) + ("linear",)
 

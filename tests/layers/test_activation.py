@@ -1,0 +1,23 @@
+import pytest
+
+import keras_unitscale as ku
+from roundtrip import assert_config_roundtrip, assert_keras_roundtrip
+from scale_utils import assert_unit, layer_stds, normal
+
+
+@pytest.mark.parametrize("name", ["gelu", "swish", "tanh"])
+def test_activation_layer_is_unit(name):
+    out, (gx,), _ = layer_stds(ku.layers.Activation(name, constraint=None), normal((256, 1024)))
+    assert_unit(out, "output")
+    assert_unit(gx, "grad")
+
+
+def test_activation_roundtrip(tmp_path):
+    layer = ku.layers.Activation("relu")
+    assert_config_roundtrip(layer)
+    assert_keras_roundtrip(layer, normal((2, 5)), tmp_path)
+
+
+def test_unknown_activation():
+    with pytest.raises(ValueError, match="`activation` must be one of"):
+        ku.layers.Activation("elu")

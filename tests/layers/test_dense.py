@@ -1,0 +1,77 @@
+import keras
+import numpy as np
+import pytest
+
+import keras_unitscale as ku
+from roundtrip import assert_config_roundtrip, assert_keras_roundtrip
+from scale_utils import assert_near, assert_unit, layer_stds, normal
+
+
+def test_dense_is_unit_scaled():
+    layer = ku.layers.Dense(512, constraint=None)
+    out, (gx,), weights = layer_stds(layer, normal((256, 1024)))
+    assert_unit(out, "output")
+    assert_unit(gx, "input grad")
+    for path, s in weights.items():
+        assert_unit(s, path)
+
+
+def test_dense_default_constraint_and_activation():
+    layer = ku.layers.Dense(512, activation="gelu")
+    out, (gx,), weights = layer_stds(layer, normal((256, 1024)))
+    assert_unit(out, "output")
+    fwd, bwd = ku.ops.ACTIVATION_SCALES["gelu"]
+    assert_near(gx, (512 / 1024) ** 0.5 * fwd / bwd, 0.1, "input grad")
+    # to_output_scale ties GELU's gradient scale to its forward one: fwd / bwd = 1.15.
+    assert_near(weights[layer.kernel.path], fwd / bwd, 0.1, "kernel grad")
+
+
+def test_dense_readout():
+    layer = ku.layers.Dense(512, readout=True)
+    out, (gx,), _ = layer_stds(layer, normal((256, 1024)))
+    assert_near(out, 1024**-0.5, 0.004, "readout output")
+    assert_unit(gx, "input grad")
+
+
+def test_dense_matches_keras_dense_up_to_the_scale():
+    x = normal((4, 16))
+    ours = ku.layers.Dense(3, use_bias=False)
+    ours.build((4, 16))
+    plain = keras.layers.Dense(3, use_bias=False)
+    plain.build((4, 16))
+    plain.kernel.assign(ours.kernel.value)
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(plain(x)) / 4.0, rtol=1e-5)
+
+
+def test_dense_propagates_masks():
+    inputs = keras.Input((None,), dtype="int32")
+    h = ku.layers.Embedding(10, 8, mask_zero=True)(inputs)
+    out = ku.layers.Dense(4)(h)
+    assert out._keras_mask is not None
+
+
+def test_dense_roundtrip(tmp_path):
+    layer = ku.layers.Dense(8, activation="silu", constraint="gmean", name="d")
+    clone = assert_config_roundtrip(layer)
+    assert clone.activation == "silu" and clone.constraint == "gmean"
+    assert_keras_roundtrip(layer, normal((3, 5)), tmp_path)
+
+
+@pytest.mark.parametrize("units", [0, -3, 2.5, None])
+def test_bad_units(units):
+    with pytest.raises(ValueError, match="`units` must be a positive integer"):
+        ku.layers.Dense(units)
+
+
+def test_bad_constraint_and_activation():
+    with pytest.raises(ValueError, match="`constraint` must be one of"):
+        ku.layers.Dense(4, constraint="unit")
+    with pytest.raises(ValueError, match="`activation` must be one of"):
+        ku.layers.Dense(4, activation="softmax")
+
+
+def test_integer_and_rank_one_inputs_are_rejected():
+    with pytest.raises(ValueError, match="`inputs` must be a floating-point tensor"):
+        ku.layers.Dense(4)(np.ones((2, 3), "int32"))
+    with pytest.raises(ValueError, match="`inputs` must have rank >= 2"):
+        ku.layers.Dense(4)(np.ones((3,), "float32"))
