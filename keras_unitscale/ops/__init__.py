@@ -38,3 +38,4 @@ from keras_unitscale.ops.position import (
     rotary_embedding,
     sinusoidal_encoding,
 )
+from keras_unitscale.ops.recurrent import lstm, lstm_scales

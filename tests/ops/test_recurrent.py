@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_unitscale import ops as uops
+from keras_unitscale.backend import vjp
+from keras_unitscale.ops.recurrent import RHO, lstm_moments, lstm_scales
+from scale_utils import normal, std
+
+
+def _args(b=4, s=5, d=6, u=3, seed=0):
+    rng = np.random.default_rng(seed)
+    f = lambda *shape: rng.standard_normal(shape).astype("float32")  # noqa: E731
+    return f(b, s, d), f(b, u), f(b, u), f(d, 4 * u), f(u, 4 * u), f(4 * u)
+
+
+def _reference(scales, forget_bias=0.0):
+    """The scaled LSTM with plain multiplies, unrolled: its gradients are the true ones."""
+
+    def run(x, h, c, w, u, b):
+        h = h / scales.output
+        outs = []
+        for t in range(x.shape[1]):
+            z = scales.input * ops.matmul(x[:, t], w) + scales.recurrent * ops.matmul(h, u) + b
+            z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
+            c = ops.sigmoid(z_f) * c + ops.sigmoid(z_i) * ops.tanh(z_c)
+            h = ops.sigmoid(z_o) * ops.tanh(c)
+            outs.append(h * scales.output)
+        return ops.stack(outs, axis=1)
+
+    return run
+
+
+def test_moments_follow_the_derivation():
+    kappa, eta2, q, var_c = lstm_moments(0.0)
+    assert 5.1 < kappa < 5.3 and 0.15 < eta2 < 0.17
+    assert abs(eta2 * kappa**2 * q - RHO) < 1e-12
+    # A forget bias lengthens the cell's memory: larger cell variance, smaller kappa.
+    kappa1, _, _, var_c1 = lstm_moments(1.0)
+    assert var_c1 > var_c and kappa1 < kappa
+    s = lstm_scales(100, 50)
+    assert abs(s.input**2 * 100 + (s.recurrent / kappa) ** 2 * 50 - 1.0) < 1e-12
+
+
+def test_non_cut_gradients_are_exact_and_weight_gradients_only_rescaled():
+    x, h0, c0, w, u, b = _args()
+    n = x.shape[0] * x.shape[1]
+    scales = lstm_scales(6, 3)
+
+    def ours(x, h, c, w, u, b):
+        return uops.lstm(x, [h, c], w, u, b, return_sequences=True)[1]
+
+    out, pull = vjp(ours, x, h0, c0, w, u, b)
+    ref_out, ref_pull = vjp(_reference(scales), x, h0, c0, w, u, b)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref_out), rtol=1e-5, atol=1e-5)
+    g = normal(out.shape, seed=3)
+    got, want = pull(g), ref_pull(g)
+    for i in range(3):  # inputs and both initial states: the true gradient
+        np.testing.assert_allclose(np.asarray(got[i]), np.asarray(want[i]), rtol=1e-4, atol=1e-5)
+    factors = [n**-0.5 / scales.input, n**-0.5 * scales.output / scales.recurrent, n**-0.5]
+    for got_w, want_w, f in zip(got[3:], want[3:], factors):
+        np.testing.assert_allclose(
+            np.asarray(got_w), f * np.asarray(want_w), rtol=1e-4, atol=1e-6
+        )
+
+
+def _input_grad_std(constraint):
+    x = normal((64, 32, 128))
+    zeros = np.zeros((64, 128), "float32")
+    w, u = normal((128, 512), seed=1), normal((128, 512), seed=2)
+
+    def fn(x):
+        return uops.lstm(x, [zeros, zeros], w, u, return_sequences=True, constraint=constraint)[1]
+
+    out, pull = vjp(fn, x)
+    return std(out), std(pull(normal(out.shape, seed=3))[0])
+
+
+def test_constraint_picks_the_input_scale():
+    out, gx = _input_grad_std("to_output_scale")
+    assert abs(out - 1) < 0.1 and 1.2 < gx < 1.5  # the forward is unit, the gradient is not
+    # Unconstrained, the mean-field input-gradient scale makes the gradient unit as well.
+    out, gx_free = _input_grad_std(None)
+    assert abs(out - 1) < 0.1 and abs(gx_free - 1) < 0.1
+    # Tied to the gradient scale, the input path shrinks: smaller output, gradient nearer 1.
+    out, gx_tied = _input_grad_std("to_grad_input_scale")
+    assert out < 0.95 and abs(gx_tied - 1) < abs(gx - 1)
+
+
+class _CountingCasts:
+    """An `fp8` stand-in: identity casts that count the tensors they see."""
+
+    def __init__(self):
+        self.forward, self.gradient = [], []
+
+    def cast_forward(self, t):
+        self.forward.append(tuple(t.shape))
+        return t
+
+    def cast_gradient(self, t):
+        self.gradient.append(tuple(t.shape))
+        return t
+
+
+def test_fp8_hook_sees_the_gate_matmuls():
+    x, h0, c0, w, u, b = _args()
+    plain = uops.lstm(x, [h0, c0], w, u, b, return_sequences=True)[1]
+    casts = _CountingCasts()
+    cast = uops.lstm(x, [h0, c0], w, u, b, return_sequences=True, fp8=casts)[1]
+    np.testing.assert_allclose(np.asarray(cast), np.asarray(plain), rtol=1e-6)
+    assert (6, 12) in casts.forward and (3, 12) in casts.forward and (4, 5, 6) in casts.forward
+    assert casts.gradient == [(4, 5, 12)]
+
+
+def test_lstm_rejects_bad_rank():
+    x, h0, c0, w, u, b = _args()
+    with pytest.raises(ValueError, match="`sequences` must have rank 3"):
+        uops.lstm(x[:, 0], [h0, c0], w, u, b)
