@@ -51,14 +51,18 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
         self.from_logits = True
         self.ignore_class = ignore_class
 
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # Keras casts labels to the loss dtype before `call`; check what the user passed.
+        dtype = getattr(y_true, "dtype", None)
+        if dtype is not None and not (
+            "int" in str(dtype) or "float" in str(dtype) or "bool" in str(dtype)
+        ):
+            raise ValueError(f"`y_true` must hold integer class ids; received dtype {dtype}.")
+        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+
     def call(self, y_true, y_pred):
         y_pred = ops.convert_to_tensor(y_pred)
         y_true = ops.convert_to_tensor(y_true)
-        if "int" not in keras.backend.standardize_dtype(y_true.dtype):
-            if "float" not in keras.backend.standardize_dtype(y_true.dtype):
-                raise ValueError(
-                    f"`y_true` must hold integer class ids; received dtype {y_true.dtype}."
-                )
         if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1:
             y_true = ops.squeeze(y_true, axis=-1)
         mask = get_keras_mask(y_pred)
