@@ -15,3 +15,4 @@ __version__ = "0.1.0"
 from keras_unitscale import ops  # noqa: E402
 from keras_unitscale import layers  # noqa: E402
 from keras_unitscale import losses  # noqa: E402
+from keras_unitscale import models  # noqa: E402

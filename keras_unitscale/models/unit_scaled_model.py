@@ -1,0 +1,81 @@
+"""`UnitScaledModel`: the `keras.Model` every backbone and task derives from."""
+
+import keras
+
+DEFAULT_LEARNING_RATE = 1e-2
+"""Adam's default step for unit-scaled models.
+
+Unit-scaled weights have std 1 where a standard model's have about `fan_in ** -0.5`, and Adam's
+update size does not depend on the gradient's scale, so the same relative change of a weight
+needs a step `sqrt(fan_in)` times larger than a standard model's usual 1e-3. The value also
+transfers across widths (u-muP): the scales, not the learning rate, absorb the width.
+"""
+
+
+class UnitScaledModel(keras.Model):
+    """A `keras.Model` with defaults that suit unit-scaled networks.
+
+    Works as a functional model (`UnitScaledModel(inputs, outputs)`) and as a base class for
+    subclassed models. Differences from `keras.Model`:
+
+    - `compile()` defaults to `AdamW(learning_rate=1e-2, weight_decay=0)` (see
+      `DEFAULT_LEARNING_RATE`), to our unit-scaled `SparseCategoricalCrossentropy` when no
+      loss is given, and never wraps the optimizer in a `LossScaleOptimizer` under
+      `mixed_float16`: a unit-scaled model's gradients already sit in FP16's range.
+    - `scale_report(x, y=None)` returns the forward and backward std (and range statistics) of
+      every layer, see `keras_unitscale.analysis.track_scales`.
+
+    Example:
+    >>> import keras, numpy as np
+    >>> import keras_unitscale as ku
+    >>> inputs = keras.Input((16,))
+    >>> outputs = ku.layers.Dense(3, readout=True)(ku.layers.Dense(32, activation="gelu")(inputs))
+    >>> model = ku.models.UnitScaledModel(inputs, outputs)
+    >>> model.compile(metrics=["accuracy"])
+    >>> x = np.random.default_rng(0).standard_normal((64, 16)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int32")
+    >>> _ = model.fit(x, y, epochs=2, verbose=0)
+    >>> [row["direction"] for row in model.scale_report(x[:8], y[:8])][:2]
+    ['forward', 'backward']
+    """
+
+    def compile(
+        self,
+        optimizer=None,
+        loss=None,
+        learning_rate=None,
+        auto_scale_loss=False,
+        **kwargs,
+    ):
+        """Configures the model for training, with unit-scaling defaults.
+
+        Args:
+            optimizer: an optimizer or its name; default `AdamW` with `learning_rate`.
+            loss: default `keras_unitscale.losses.SparseCategoricalCrossentropy()`.
+            learning_rate: the default optimizer's step (default 1e-2); an error when an
+                optimizer instance is also given.
+            auto_scale_loss: Keras' automatic loss scaling under `mixed_float16`; off, as
+                unit-scaled models do not need it.
+            **kwargs: the rest of `keras.Model.compile`'s arguments.
+        """
+        if learning_rate is not None and optimizer is not None and not isinstance(optimizer, str):
+            raise ValueError(
+                "`learning_rate` applies to the default optimizer only; set the learning rate "
+                f"on the optimizer you pass instead (received optimizer={optimizer!r})."
+            )
+        lr = DEFAULT_LEARNING_RATE if learning_rate is None else float(learning_rate)
+        if optimizer is None:
+            optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=0.0)
+        elif isinstance(optimizer, str):
+            optimizer = keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": lr}})
+        if loss is None:
+            from keras_unitscale.losses import SparseCategoricalCrossentropy
+
+            loss = SparseCategoricalCrossentropy()
+        super().compile(optimizer=optimizer, loss=loss, auto_scale_loss=auto_scale_loss, **kwargs)
+
+    def scale_report(self, x, y=None, **kwargs):
+        """Forward and backward scales of every layer on one batch (a `ScaleTable`)."""
+        from keras_unitscale.analysis import track_scales
+
+        return track_scales(self, x, y, **kwargs)
