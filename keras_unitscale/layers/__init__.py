@@ -7,3 +7,4 @@ from keras_unitscale.layers.embedding import Embedding
 from keras_unitscale.layers.mlp import MLP
 from keras_unitscale.layers.normalization import LayerNormalization, RMSNormalization
 from keras_unitscale.layers.residual import Residual
+from keras_unitscale.layers.attention import MultiHeadAttention

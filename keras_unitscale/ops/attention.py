@@ -35,6 +35,10 @@ the value gradient is unit. `dq_i = mult / d_head * sum_j p_ij (g_i . v_j - <g_i
 has std about `mult / sqrt(d_head) = sigma` (0.125 for `d_head = 64`): query and key
 gradients start small, as in Graphcore's library (which describes them as `~ S^-1/2`).
 
+With `T` queries and `S` keys and no causal mask, `dv` sums `T` rows of weight `~1/S`: its
+std is `sqrt(T / S)`, unit for self-attention, smaller when few queries attend to many keys
+(cross-attention from a short target). One shared scale cannot serve both; the output wins.
+
 Dropout on the probabilities uses `keras_unitscale.ops.dropout`'s rule, `mask * p /
 sqrt(1 - rate)`, which leaves `E[sum_j (m_j p_j) ** 2 / (1 - rate)] = sum_j p_j ** 2`
 unchanged: no correction to the scale is needed.
@@ -50,7 +54,7 @@ from keras import ops
 from keras_unitscale.ops.dropout import dropout as _dropout
 from keras_unitscale.ops.dropout import validate_rate
 from keras_unitscale.ops.residual import residual_taus
-from keras_unitscale.ops.scale import static_scale
+from keras_unitscale.ops.scale import leading_size, rsqrt_size, scale_bwd, static_scale
 
 _SHARPENING = 4.0  # sigma^2 at which the variance is halfway (in log space) from v0 to 1
 _EULER_GAMMA = 0.5772156649015329
@@ -106,12 +110,13 @@ def _check(query, key, value, mask):
                 f"`{name}` must have rank 4 [batch, length, num_heads, head_dim]; "
                 f"received shape {tuple(t.shape)}."
             )
-    if query.shape[-1] is None or query.shape[-1] != key.shape[-1]:
+    if _static(query.shape[-1]) is None or _static(query.shape[-1]) != _static(key.shape[-1]):
         raise ValueError(
             "`query` and `key` must share a static head dimension; received shapes "
             f"{tuple(query.shape)} and {tuple(key.shape)}."
         )
-    if None not in (key.shape[1], value.shape[1]) and key.shape[1] != value.shape[1]:
+    key_length, value_length = _static(key.shape[1]), _static(value.shape[1])
+    if None not in (key_length, value_length) and key_length != value_length:
         raise ValueError(
             "`key` and `value` must have the same length; received shapes "
             f"{tuple(key.shape)} and {tuple(value.shape)}."
@@ -134,6 +139,7 @@ def dot_product_attention(
     dropout_rate=0.0,
     seed=None,
     return_scores=False,
+    value_bias=None,
 ):
     """Unit-scaled attention `scale * softmax(mult / d_head * q k^T) v`.
 
@@ -150,6 +156,11 @@ def dot_product_attention(
         dropout_rate: dropout on the probabilities (pass 0 at inference).
         seed: seed or `keras.random.SeedGenerator` for the dropout.
         return_scores: also return the probabilities `[batch, heads, T, S]` (before dropout).
+        value_bias: optional `[heads, d_value]` bias of the value projection. The
+            probabilities sum to one, so adding it to every value equals adding it to the
+            output; it is added after the output scale (which would otherwise multiply a
+            constant by `sqrt(S)`), and its gradient, a sum over `batch * T` outputs, is
+            scaled by `(batch * T) ** -0.5`.
 
     Example:
     >>> import numpy as np
@@ -181,11 +192,24 @@ def dot_product_attention(
     probs = ops.cast(ops.softmax(logits, axis=-1), value.dtype)
     dropped = _dropout(probs, rate, seed=seed) if rate > 0.0 else probs
     out = ops.einsum("bhts,bshd->bthd", dropped, value) * ops.cast(scale, value.dtype)
+    if value_bias is not None:
+        bias = scale_bwd(value_bias, rsqrt_size(leading_size(out, trailing_dims=2)))
+        out = out + ops.cast(bias, out.dtype)
     return (out, probs) if return_scores else out
 
 
+def _static(dim):
+    """A dimension as a Python int, or `None` when only known at run time (a `None` in
+    TensorFlow, a symbolic dimension under JAX shape polymorphism)."""
+    try:
+        return int(dim)
+    except (TypeError, ValueError, Exception):
+        return None
+
+
 def _length(key):
-    return int(key.shape[1]) if key.shape[1] is not None else ops.shape(key)[1]
+    n = _static(key.shape[1])
+    return n if n is not None else ops.shape(key)[1]
 
 
 def _heads_axis(mask):

@@ -1,0 +1,281 @@
+"""Unit-scaled multi-head attention, with a key/value cache for incremental decoding."""
+
+import keras
+from keras import ops
+
+from keras_unitscale import ops as uops
+from keras_unitscale.layers._validation import positive_int
+from keras_unitscale.ops.dropout import validate_rate
+
+
+def _output_dim(output_shape):
+    if output_shape is None:
+        return None
+    if isinstance(output_shape, (list, tuple)) and len(output_shape) == 1:
+        output_shape = output_shape[0]
+    return positive_int(output_shape, "output_shape")
+
+
+@keras.saving.register_keras_serializable(package="keras_unitscale")
+class MultiHeadAttention(keras.layers.Layer):
+    """Unit-scaled multi-head attention: drop-in for `keras.layers.MultiHeadAttention`.
+
+    Queries, keys and values are projected by unit-scaled linear maps (weights N(0, 1)),
+    attention logits are scaled by `mult / key_dim` (u-muP) and the attention output by the
+    rule in `keras_unitscale.ops.attention`, so that output, value and input gradients start
+    near unit. Padding masks come from the Keras masks of `query` and `value` (or `key`), as
+    in Keras. The value bias is added after attention (the same function, as probabilities
+    sum to one) so that the output scale does not amplify it; cached values exclude it.
+
+    Args:
+        num_heads: number of attention heads.
+        key_dim: size of each query/key head.
+        value_dim: size of each value head; defaults to `key_dim`.
+        dropout: dropout rate on the attention probabilities.
+        use_bias: biases in the four projections.
+        output_shape: size of the output's last axis (an int or a 1-tuple); defaults to the
+            query's.
+        mult: u-muP attention multiplier; the softmax temperature is `key_dim / mult`.
+        constraint: constraint of the projections (see `keras_unitscale.ops.constraints`).
+        rotary_max_wavelength: if set, rotary position embeddings with this maximum
+            wavelength are applied to queries and keys (positions start at the cache index).
+        seed: seed of the dropout.
+
+    Call arguments:
+        query: `[batch, T, dim]`.
+        value: `[batch, S, dim]`.
+        key: optional `[batch, S, dim]`; defaults to `value`.
+        attention_mask: optional boolean `[batch, T, S]`, `True` where attention is allowed.
+        use_causal_mask: mask keys after each query (query `i` sits at position
+            `cache_update_index + i` when decoding with a cache).
+        return_attention_scores: also return the probabilities `[batch, heads, T, S]`.
+        training: enables dropout.
+        cache: optional `[batch, 2, max_length, num_heads, key_dim]`, projected keys (index 0)
+            and values (index 1), KerasHub's `CachedMultiHeadAttention` layout. Requires
+            `value_dim == key_dim`. With a cache, keys padding is given by `attention_mask`
+            `[batch, T, max_length]`; the Keras masks of `value` and `key` are not used.
+        cache_update_index: where the projections of `key`/`value` are written into `cache`
+            (with `ops.slice_update`); `None` uses the cache as it is.
+
+    Returns:
+        `output`, `(output, scores)`, `(output, cache)` or `(output, scores, cache)`.
+
+    Example:
+    >>> import numpy as np
+    >>> import keras_unitscale as ku
+    >>> mha = ku.layers.MultiHeadAttention(num_heads=2, key_dim=16)
+    >>> x = np.random.default_rng(0).standard_normal((3, 10, 32)).astype("float32")
+    >>> tuple(mha(x, x, use_causal_mask=True).shape)
+    (3, 10, 32)
+    >>> cache = np.zeros((3, 2, 10, 2, 16), "float32")
+    >>> out, cache = mha(x[:, :1], x[:, :1], cache=cache, cache_update_index=0,
+    ...                  use_causal_mask=True)
+    >>> tuple(out.shape), tuple(cache.shape)
+    ((3, 1, 32), (3, 2, 10, 2, 16))
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        value_dim=None,
+        dropout=0.0,
+        use_bias=True,
+        output_shape=None,
+        mult=1.0,
+        constraint="to_output_scale",
+        rotary_max_wavelength=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = positive_int(num_heads, "num_heads")
+        self.key_dim = positive_int(key_dim, "key_dim")
+        self.value_dim = self.key_dim if value_dim is None else positive_int(value_dim, "value_dim")
+        self.dropout = validate_rate(dropout, "dropout")
+        self.use_bias = bool(use_bias)
+        self.output_dim = _output_dim(output_shape)
+        if not isinstance(mult, (int, float)) or isinstance(mult, bool) or mult <= 0:
+            raise ValueError(f"`mult` must be a positive number; received {mult!r}.")
+        self.mult = float(mult)
+        self.constraint = uops.validate_constraint(constraint)
+        if rotary_max_wavelength is not None:
+            if not isinstance(rotary_max_wavelength, (int, float)) or rotary_max_wavelength <= 1:
+                raise ValueError(
+                    "`rotary_max_wavelength` must be None or a number > 1; received "
+                    f"{rotary_max_wavelength!r}."
+                )
+            if self.key_dim % 2:
+                raise ValueError(
+                    f"Rotary embeddings need an even `key_dim`; received {self.key_dim}."
+                )
+        self.rotary_max_wavelength = rotary_max_wavelength
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed) if self.dropout > 0 else None
+        self.supports_masking = True
+        self.fp8 = None  # FP8 simulation object (see keras_unitscale.ops.linear), or None
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        key_shape = value_shape if key_shape is None else key_shape
+        for name, shape in (("query", query_shape), ("value", value_shape), ("key", key_shape)):
+            if len(shape) != 3 or shape[-1] is None:
+                raise ValueError(
+                    f"`{name}` must have shape [batch, length, dim] with a known dim; "
+                    f"received shape {tuple(shape)}."
+                )
+        if None not in (key_shape[1], value_shape[1]) and key_shape[1] != value_shape[1]:
+            raise ValueError(
+                "`key` and `value` must have the same length; received shapes "
+                f"{tuple(key_shape)} and {tuple(value_shape)}."
+            )
+        h = self.num_heads
+        self.query_kernel, self.query_bias = self._projection(
+            "query", query_shape[-1], h * self.key_dim
+        )
+        self.key_kernel, self.key_bias = self._projection("key", key_shape[-1], h * self.key_dim)
+        self.value_kernel, self.value_bias = self._projection(
+            "value", value_shape[-1], h * self.value_dim
+        )
+        out_dim = self.output_dim or query_shape[-1]
+        self.output_kernel, self.output_bias = self._projection(
+            "attention_output", h * self.value_dim, out_dim
+        )
+
+    def _projection(self, name, fan_in, fan_out):
+        kernel = self.add_weight(
+            name=f"{name}_kernel",
+            shape=(int(fan_in), int(fan_out)),
+            initializer=keras.initializers.RandomNormal(stddev=1.0),
+        )
+        bias = (
+            self.add_weight(name=f"{name}_bias", shape=(int(fan_out),), initializer="zeros")
+            if self.use_bias
+            else None
+        )
+        return kernel, bias
+
+    def _project(self, x, kernel, bias, head_dim):
+        y = uops.linear(x, kernel, bias, constraint=self.constraint, fp8=self.fp8)
+        return ops.reshape(y, ops.shape(y)[:-1] + (self.num_heads, head_dim))
+
+    def _rotate(self, x, start_index):
+        if self.rotary_max_wavelength is None:
+            return x
+        return uops.rotary_embedding(x, start_index, self.rotary_max_wavelength)
+
+    def call(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+        cache=None,
+        cache_update_index=None,
+    ):
+        if key is None:
+            key = value
+            key_mask = None
+        start = 0 if cache_update_index is None else cache_update_index
+        q = self._project(query, self.query_kernel, self.query_bias, self.key_dim)
+        q = self._rotate(q, start)
+
+        if cache is None:
+            if cache_update_index is not None:
+                raise ValueError(
+                    "`cache_update_index` needs a `cache`; received cache=None and "
+                    f"cache_update_index={cache_update_index!r}."
+                )
+            k = self._rotate(self._project(key, self.key_kernel, self.key_bias, self.key_dim), 0)
+            v = self._project(value, self.value_kernel, None, self.value_dim)
+        else:
+            self._check_cache(cache)
+            value_mask = key_mask = None  # they describe the new entries, not the cache
+            k, v = cache[:, 0, ...], cache[:, 1, ...]
+            if cache_update_index is not None:
+                k_new = self._project(key, self.key_kernel, self.key_bias, self.key_dim)
+                k_new = self._rotate(k_new, start)
+                v_new = self._project(value, self.value_kernel, None, self.value_dim)
+                index = [0, cache_update_index, 0, 0]
+                k = ops.slice_update(k, index, ops.cast(k_new, k.dtype))
+                v = ops.slice_update(v, index, ops.cast(v_new, v.dtype))
+                cache = ops.stack((k, v), axis=1)
+            k, v = ops.cast(k, q.dtype), ops.cast(v, q.dtype)
+
+        mask = self._merge_masks(query_mask, value_mask, key_mask, attention_mask)
+        out = uops.dot_product_attention(
+            q,
+            k,
+            v,
+            mask=mask,
+            is_causal=use_causal_mask,
+            query_offset=start,
+            mult=self.mult,
+            dropout_rate=self.dropout if training else 0.0,
+            seed=self.seed_generator,
+            return_scores=return_attention_scores,
+            value_bias=None
+            if self.value_bias is None
+            else ops.reshape(self.value_bias, (self.num_heads, self.value_dim)),
+        )
+        out, scores = out if return_attention_scores else (out, None)
+        out = ops.reshape(out, ops.shape(out)[:-2] + (self.num_heads * self.value_dim,))
+        out = uops.linear(
+            out, self.output_kernel, self.output_bias, constraint=self.constraint, fp8=self.fp8
+        )
+        results = (out,) + ((scores,) if return_attention_scores else ()) + (
+            (cache,) if cache is not None else ()
+        )
+        return results[0] if len(results) == 1 else results
+
+    def _check_cache(self, cache):
+        expected = (2, None, self.num_heads, self.key_dim)
+        shape = tuple(cache.shape)
+        if (
+            len(shape) != 5
+            or self.value_dim != self.key_dim
+            or any(e is not None and s is not None and s != e for s, e in zip(shape[1:], expected))
+        ):
+            raise ValueError(
+                "`cache` must have shape [batch, 2, max_length, num_heads, key_dim] = "
+                f"[batch, 2, max_length, {self.num_heads}, {self.key_dim}] (and needs "
+                f"value_dim == key_dim, here {self.value_dim} and {self.key_dim}); "
+                f"received shape {shape}."
+            )
+
+    @staticmethod
+    def _merge_masks(query_mask, value_mask, key_mask, attention_mask):
+        mask = None
+        if attention_mask is not None:
+            if len(attention_mask.shape) != 3:
+                raise ValueError(
+                    "`attention_mask` must have shape [batch, target_length, source_length]; "
+                    f"received shape {tuple(attention_mask.shape)}."
+                )
+            mask = ops.cast(attention_mask, "bool")
+        for m, axis in ((query_mask, -1), (value_mask, -2), (key_mask, -2)):
+            if m is not None:
+                m = ops.expand_dims(ops.cast(m, "bool"), axis)
+                mask = m if mask is None else ops.logical_and(mask, m)
+        return mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            key_dim=self.key_dim,
+            value_dim=self.value_dim,
+            dropout=self.dropout,
+            use_bias=self.use_bias,
+            output_shape=self.output_dim,
+            mult=self.mult,
+            constraint=self.constraint,
+            rotary_max_wavelength=self.rotary_max_wavelength,
+            seed=self.seed,
+        )
+        return config

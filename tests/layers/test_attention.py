@@ -1,0 +1,168 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_unitscale as ku
+from roundtrip import assert_config_roundtrip, assert_keras_roundtrip
+from scale_utils import assert_near, assert_unit, layer_stds, normal
+
+
+def np_(x):
+    return ops.convert_to_numpy(x)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_self_attention_is_unit_scaled(causal):
+    layer = ku.layers.MultiHeadAttention(num_heads=4, key_dim=64)
+    x = normal((4, 128, 256), seed=5)
+    out, (gq, gkv), weights = layer_stds(layer, x, x, use_causal_mask=causal)
+    assert_unit(out, "output")
+    # The self-attention input gradient is the sum of the query path's and the key/value
+    # path's (independent): unit in total, the query path small (~ mult / sqrt(key_dim)).
+    assert_unit((gq**2 + gkv**2) ** 0.5, "input grad", tol=0.15)
+    assert 0.05 < gq < 0.3
+    for name in ("value_kernel", "output_kernel", "value_bias", "output_bias"):
+        assert_unit(weights[getattr(layer, name).path], name, tol=0.15)
+    assert 0.05 < weights[layer.query_kernel.path] < 0.3
+    assert 0.05 < weights[layer.key_kernel.path] < 0.3
+
+
+def test_cross_attention_shapes_and_scales():
+    layer = ku.layers.MultiHeadAttention(num_heads=4, key_dim=32, value_dim=16, output_shape=48)
+    q, v = normal((4, 128, 64), seed=1), normal((4, 128, 80), seed=2)
+    out, (gq, gv), weights = layer_stds(layer, q, v)
+    assert layer.output_kernel.shape == (64, 48)
+    assert_unit(out, "output")
+    # Unit from attention; the projections' to_output_scale constraint multiplies the
+    # gradient by sqrt(fan_out / fan_in): 48 / 64 (output) and 64 / 80 (value).
+    assert_near(gv, (48 / 64 * 64 / 80) ** 0.5, 0.1, "value grad")
+    assert np.isfinite(gq)
+    out, scores = layer(q[:, :7], v, return_attention_scores=True)
+    assert tuple(out.shape) == (4, 7, 48) and tuple(scores.shape) == (4, 4, 7, 128)
+
+
+def test_padding_masks_hide_padded_tokens():
+    layer = ku.layers.MultiHeadAttention(num_heads=2, key_dim=16)
+    x = normal((2, 6, 32), seed=3)
+    y = x.copy()
+    y[:, 4:] = 50.0  # the padded positions
+    mask = np.array([[1, 1, 1, 1, 0, 0]] * 2, bool)
+    out_x = layer(x, x, query_mask=mask, value_mask=mask)
+    out_y = layer(y, y, query_mask=mask, value_mask=mask)
+    np.testing.assert_allclose(np_(out_x)[:, :4], np_(out_y)[:, :4], atol=1e-5)
+    out_z = layer(y, y, attention_mask=np.broadcast_to(mask[:, None, :], (2, 6, 6)))
+    np.testing.assert_allclose(np_(out_x)[:, :4], np_(out_z)[:, :4], atol=1e-5)
+
+
+def test_keras_masks_reach_attention():
+    ids = keras.Input((None,), dtype="int32")
+    h = ku.layers.Embedding(50, 32, mask_zero=True, name="emb")(ids)
+    out = ku.layers.MultiHeadAttention(num_heads=2, key_dim=16, name="mha")(h, h)
+    model = keras.Model(ids, out)
+    tokens = np.array([[3, 4, 5, 0, 0], [7, 8, 9, 6, 0]])
+    emb, mha = model.get_layer("emb"), model.get_layer("mha")
+    mask = tokens != 0
+    x = ops.convert_to_tensor(np_(emb(tokens)))  # a plain tensor, without a Keras mask
+    expected = np_(mha(x, x, query_mask=mask, value_mask=mask))
+    np.testing.assert_allclose(np_(model(tokens)), expected, atol=1e-6)
+    assert not np.allclose(np_(mha(x, x))[mask], expected[mask], atol=1e-3)
+    assert out._keras_mask is not None
+
+
+def test_causal_attention_ignores_later_tokens():
+    layer = ku.layers.MultiHeadAttention(num_heads=2, key_dim=8, rotary_max_wavelength=100)
+    x = normal((2, 10, 16), seed=4)
+    y = x.copy()
+    y[:, 6:] = -3.0
+    out_x, out_y = (np_(layer(t, t, use_causal_mask=True)) for t in (x, y))
+    np.testing.assert_allclose(out_x[:, :6], out_y[:, :6], atol=1e-5)
+    assert np.abs(out_x[:, 6:] - out_y[:, 6:]).max() > 1e-2
+
+
+@pytest.mark.parametrize("rotary", [None, 1000])
+def test_cached_decoding_matches_full_pass(rotary):
+    layer = ku.layers.MultiHeadAttention(
+        num_heads=2, key_dim=8, rotary_max_wavelength=rotary, seed=0
+    )
+    x = normal((2, 9, 16), seed=6)
+    full = np_(layer(x, x, use_causal_mask=True))
+    cache = ops.zeros((2, 2, 9, 2, 8))
+    # Prefill three tokens, then decode one at a time.
+    out, cache = layer(x[:, :3], x[:, :3], use_causal_mask=True, cache=cache, cache_update_index=0)
+    steps = [np_(out)]
+    for t in range(3, 9):
+        out, cache = layer(
+            x[:, t : t + 1], x[:, t : t + 1], use_causal_mask=True, cache=cache,
+            cache_update_index=t,
+        )
+        steps.append(np_(out))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-4)
+    # A static cache (no update index) reuses the projected keys/values as they are.
+    out, same = layer(x[:, 8:9], x[:, :1], use_causal_mask=True, cache=cache)
+    np.testing.assert_allclose(np_(same), np_(cache))
+
+
+def test_roundtrips(tmp_path):
+    layer = ku.layers.MultiHeadAttention(
+        num_heads=2, key_dim=8, value_dim=4, dropout=0.1, use_bias=False, output_shape=12,
+        mult=2.0, constraint="gmean", rotary_max_wavelength=500, name="mha",
+    )
+    clone = assert_config_roundtrip(layer)
+    assert clone.mult == 2.0 and clone.output_dim == 12 and clone.rotary_max_wavelength == 500
+
+    q, v = normal((2, 5, 16), seed=1), normal((2, 7, 10), seed=2)
+    assert_keras_roundtrip(layer, [q, v], tmp_path)
+
+
+def test_fp8_hook_reaches_every_projection():
+    calls = []
+
+    class Recorder:
+        def cast_forward(self, t):
+            calls.append("fwd")
+            return t
+
+        def cast_gradient(self, t):
+            return t
+
+    layer = ku.layers.MultiHeadAttention(num_heads=2, key_dim=8)
+    x = normal((2, 5, 16))
+    plain = np_(layer(x, x))
+    layer.fp8 = Recorder()
+    np.testing.assert_allclose(np_(layer(x, x)), plain, rtol=1e-6)
+    assert len(calls) == 8  # two operands of each of the four projections
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(num_heads=0, key_dim=8), "num_heads"),
+        (dict(num_heads=-2, key_dim=8), "num_heads"),
+        (dict(num_heads=2, key_dim=0), "key_dim"),
+        (dict(num_heads=2, key_dim=8, value_dim=-1), "value_dim"),
+        (dict(num_heads=2, key_dim=8, dropout=1.5), "dropout"),
+        (dict(num_heads=2, key_dim=8, mult=0), "mult"),
+        (dict(num_heads=2, key_dim=8, output_shape=(3, 4)), "output_shape"),
+        (dict(num_heads=2, key_dim=7, rotary_max_wavelength=100), "even `key_dim`"),
+        (dict(num_heads=2, key_dim=8, constraint="bogus"), "constraint"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ku.layers.MultiHeadAttention(**kwargs)
+
+
+def test_bad_inputs_raise():
+    layer = ku.layers.MultiHeadAttention(num_heads=2, key_dim=8)
+    x = normal((2, 5, 16))
+    with pytest.raises(ValueError, match="`query` must have shape"):
+        layer(x[0], x[0])
+    with pytest.raises(ValueError, match="same length"):
+        ku.layers.MultiHeadAttention(2, 8)(x, x, key=normal((2, 4, 16)))
+    with pytest.raises(ValueError, match="`attention_mask` must have shape"):
+        layer(x, x, attention_mask=np.ones((5, 5), bool))
+    with pytest.raises(ValueError, match="`cache` must have shape"):
+        layer(x, x, cache=np.zeros((2, 2, 5, 3, 8), "float32"), cache_update_index=0)
+    with pytest.raises(ValueError, match="cache_update_index"):
+        layer(x, x, cache_update_index=0)
