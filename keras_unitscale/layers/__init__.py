@@ -8,3 +8,4 @@ from keras_unitscale.layers.mlp import MLP
 from keras_unitscale.layers.normalization import LayerNormalization, RMSNormalization
 from keras_unitscale.layers.residual import Residual
 from keras_unitscale.layers.attention import MultiHeadAttention
+from keras_unitscale.layers.lstm import LSTM

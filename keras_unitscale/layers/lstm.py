@@ -1,0 +1,224 @@
+"""Unit-scaled `LSTM`."""
+
+import keras
+from keras import ops
+
+from keras_unitscale import ops as uops
+from keras_unitscale.layers._validation import float_input, positive_int
+from keras_unitscale.ops.dropout import validate_rate
+from keras_unitscale.ops.recurrent import fused_lstm_disables_jit, lstm
+
+
+class _LSTMWeights(keras.layers.Layer):
+    """The LSTM's weights, laid out as in `keras.layers.LSTMCell` (gates i, f, c, o).
+
+    Only a container: `LSTM` runs the whole sequence itself (the scales are folded into the
+    weights once per call, outside the loop), so it never steps this cell.
+    """
+
+    def __init__(self, units, use_bias, unit_forget_bias, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.use_bias = use_bias
+        self.unit_forget_bias = unit_forget_bias
+        self.state_size = [units, units]
+        self.output_size = units
+
+    def build(self, input_shape):
+        normal = keras.initializers.RandomNormal(stddev=1.0)
+        self.kernel = self.add_weight(
+            name="kernel", shape=(input_shape[-1], 4 * self.units), initializer=normal
+        )
+        self.recurrent_kernel = self.add_weight(
+            name="recurrent_kernel", shape=(self.units, 4 * self.units), initializer=normal
+        )
+        self.bias = None
+        if self.use_bias:
+            forget = 1.0 if self.unit_forget_bias else 0.0
+            units = self.units
+
+            def bias_init(shape, dtype=None):
+                blocks = [ops.zeros((units,)), ops.full((units,), forget), ops.zeros((2 * units,))]
+                return ops.cast(ops.concatenate(blocks), dtype)
+
+            self.bias = self.add_weight(name="bias", shape=(4 * units,), initializer=bias_init)
+
+    def call(self, inputs, states):
+        raise NotImplementedError("Used only through `keras_unitscale.layers.LSTM`.")
+
+
+def _check_rank(shape):
+    if len(shape) != 3:
+        raise ValueError(
+            "`sequences` must have rank 3 (batch, timesteps, features); "
+            f"received shape {tuple(shape)}."
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_unitscale")
+class LSTM(keras.layers.RNN):
+    """Long short-term memory with unit scaling: drop-in for `keras.layers.LSTM`.
+
+    The standard LSTM (tanh/sigmoid, Keras' gate order and weight layout) with N(0, 1)
+    weights and fixed scales derived in `docs/lstm.md`:
+    - the input path is scaled by `sqrt((1 - eta2) / input_dim)` and the recurrent path by
+      `kappa sqrt(eta2 / units)`, so every gate pre-activation is unit-normal; the recurrent
+      share `eta2` (about 0.16) keeps the backward gain per step near 1/4 in the mean field,
+      so gradients stay bounded for any sequence length;
+    - the output `o * tanh(c)`, of std `1 / kappa` (kappa about 5.2), is multiplied by
+      `kappa`; the returned `h` state is in the same units (and so is an `initial_state` h),
+      the `c` state is unscaled;
+    - weight gradients are scaled by `n ** -0.5`, `n` the batch x time positions receiving a
+      gradient (batch only when `return_sequences=False`), and U's by `kappa` more.
+    At initialisation, for unit-normal inputs and unit-normal gradients on every output, the
+    output has std near 1 and the input and weight gradients stds between 0.7 and 1.4, for
+    any sequence length. The scales are folded into the weights once per call, so the loop
+    is a plain LSTM (the backend's fused cuDNN kernel where Keras would use it).
+
+    Args:
+        units: positive int, size of the output and of the states.
+        dropout: float in [0, 1), unit-scaled dropout on the inputs (one mask per sequence).
+        recurrent_dropout: float in [0, 1), the same on the recurrent state.
+        seed: int seed for the dropout masks.
+        use_bias: whether the gates have a bias.
+        unit_forget_bias: start the forget-gate bias at 1 (Keras' default, Jozefowicz et al.)
+            instead of 0. Off by default: with unit-normal gates a zero bias already gives a
+            half-open forget gate, and the scales are derived for the chosen bias either way;
+            with 1 the longer cell memory lifts the bias gradient to about 2 at 128 steps.
+        constraint: ties the input path's forward scale and input-gradient scale:
+            `"to_output_scale"` (default), `"to_grad_input_scale"`, `"gmean"` or `None`.
+        return_sequences, return_state, go_backwards, stateful, unroll: as in
+            `keras.layers.LSTM`.
+        use_cudnn: `"auto"`, `True` or `False`, as in `keras.layers.LSTM`.
+        **kwargs: `name`, `dtype`, `trainable`, `zero_output_for_mask`, ...
+
+    The attribute `fp8` (default None) takes an FP8 simulation (see
+    `keras_unitscale.ops.formats.FP8Simulation`) for the input projection and the recurrent
+    kernel.
+
+    Example:
+    >>> import numpy as np
+    >>> import keras_unitscale as ku
+    >>> x = np.random.default_rng(0).standard_normal((64, 20, 32)).astype("float32")
+    >>> y = ku.layers.LSTM(48, return_sequences=True)(x)
+    >>> y.shape, bool(0.75 < float(np.std(y)) < 1.33)
+    ((64, 20, 48), True)
+    >>> out, h, c = ku.layers.LSTM(8, return_state=True)(x)
+    >>> out.shape, bool(np.allclose(out, h))
+    ((64, 8), True)
+    """
+
+    def __init__(
+        self,
+        units,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        use_bias=True,
+        unit_forget_bias=False,
+        constraint="to_output_scale",
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        use_cudnn="auto",
+        **kwargs,
+    ):
+        units = positive_int(units, "units")
+        cell = _LSTMWeights(
+            units,
+            bool(use_bias),
+            bool(unit_forget_bias),
+            dtype=kwargs.get("dtype"),
+            trainable=kwargs.get("trainable", True),
+            name="lstm_cell",
+        )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            **kwargs,
+        )
+        self.units = units
+        self.dropout = validate_rate(dropout, "dropout")
+        self.recurrent_dropout = validate_rate(recurrent_dropout, "recurrent_dropout")
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.use_bias = bool(use_bias)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.constraint = uops.validate_constraint(constraint)
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError(
+                f"`use_cudnn` must be one of 'auto', True, False; received {use_cudnn!r}."
+            )
+        self.use_cudnn = use_cudnn
+        if use_cudnn and fused_lstm_disables_jit(self.unroll, self.use_bias):
+            self.supports_jit = False
+        self.fp8 = None
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        _check_rank(sequences_shape)
+        if sequences_shape[-1] is None:
+            raise ValueError(
+                "The last dimension of `sequences` must be known; "
+                f"received shape {tuple(sequences_shape)}."
+            )
+        super().build(sequences_shape, initial_state_shape)
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        _check_rank(sequences.shape)
+        float_input(sequences, "sequences")
+        return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+
+    def _dropout_mask(self, like, rate):
+        return uops.dropout(ops.ones_like(like), rate, seed=self.seed_generator)
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if keras.tree.is_nested(mask):
+            mask = mask[0]
+        dropout_mask = recurrent_dropout_mask = None
+        if training and self.dropout > 0:
+            dropout_mask = self._dropout_mask(sequences[:, 0, :], self.dropout)
+        if training and self.recurrent_dropout > 0:
+            recurrent_dropout_mask = self._dropout_mask(initial_state[0], self.recurrent_dropout)
+        return lstm(
+            sequences,
+            initial_state,
+            self.cell.kernel,
+            self.cell.recurrent_kernel,
+            self.cell.bias,
+            mask=mask,
+            dropout_mask=dropout_mask,
+            recurrent_dropout_mask=recurrent_dropout_mask,
+            return_sequences=self.return_sequences,
+            go_backwards=self.go_backwards,
+            unroll=self.unroll,
+            zero_output_for_mask=self.zero_output_for_mask,
+            forget_bias=1.0 if self.unit_forget_bias else 0.0,
+            constraint=self.constraint,
+            fp8=self.fp8,
+            use_fused=self.use_cudnn,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        del config["cell"]
+        config.update(
+            units=self.units,
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            seed=self.seed,
+            use_bias=self.use_bias,
+            unit_forget_bias=self.unit_forget_bias,
+            constraint=self.constraint,
+            use_cudnn=self.use_cudnn,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
