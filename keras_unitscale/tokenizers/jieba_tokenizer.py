@@ -8,27 +8,23 @@ import numpy as np
 
 from keras_unitscale.tokenizers import jieba_segmenter
 from keras_unitscale.tokenizers._inputs import tf
+from keras_unitscale.tokenizers.vocabulary import SPACE_TOKEN
 from keras_unitscale.tokenizers.vocabulary_tokenizer import VOCABULARY_FILE, VocabularyTokenizer
 
 USER_DICTIONARY_FILE = "user_dictionary.txt"
 # The separators of pre-segmented text. Spelled out (not `\s`) so that Python's `re` and
 # TensorFlow's RE2 split on exactly the same characters.
 _SEPARATORS = "[ \t\n\r\f\v]+"
-_ALNUM_END = "(?s).*[A-Za-z0-9]"
-_ALNUM_START = "(?s)[A-Za-z0-9].*"
-
-
-def _is_ascii_alnum(char):
-    return char.isascii() and char.isalnum()
+_WHITESPACE_RUN = re.compile(r"\s+")
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
 class JiebaTokenizer(VocabularyTokenizer):
     """Segments Chinese (and mixed) text into words with jieba and maps words to ids.
 
-    Whitespace separates words and is not a token. Words missing from the vocabulary map to
-    `unknown_token_id`. `detokenize` joins words without spaces, except that one space goes
-    between two words that meet at ASCII letters or digits ("我用 Keras 3" round-trips).
+    Each run of whitespace becomes the token `▁`, so `detokenize(tokenize(text))` gives back
+    `text` with whitespace runs collapsed to one space and the ends stripped. Words missing
+    from the vocabulary map to `unknown_token_id`.
 
     Segmentation state is per tokenizer: a `user_dictionary` changes this tokenizer only,
     never jieba's global dictionary nor another tokenizer. Tokenizers with equal user
@@ -54,8 +50,8 @@ class JiebaTokenizer(VocabularyTokenizer):
     >>> ids = tokenizer("我喜欢这本书")
     >>> tokenizer.detokenize(ids)
     '我喜欢这本书'
-    >>> tokenizer.segment("这本书很好")
-    ['这', '本书', '很', '好']
+    >>> tokenizer.segment("这本书很好 Keras 3")
+    ['这', '本书', '很', '好', '▁', 'Keras', '▁', '3']
     >>> int(tokenizer("没见过的词")[0]) == tokenizer.unknown_token_id
     True
     """
@@ -91,7 +87,9 @@ class JiebaTokenizer(VocabularyTokenizer):
     def _split_python(self, text):
         if self.presegmented:
             return [w for w in re.split(_SEPARATORS, text) if w]
-        return [w for w in self._get_segmenter().cut(text, HMM=self.hmm) if w and not w.isspace()]
+        text = _WHITESPACE_RUN.sub(" ", text).strip()
+        words = self._get_segmenter().cut(text, HMM=self.hmm)
+        return [SPACE_TOKEN if w == " " else w for w in words]
 
     def _split_tf(self, texts):
         if self.presegmented:
@@ -116,25 +114,6 @@ class JiebaTokenizer(VocabularyTokenizer):
             words.extend(p.encode("utf-8") for p in pieces)
             lengths.append(len(pieces))
         return np.array(words, dtype=object), np.array(lengths, dtype=np.int64)
-
-    def _join_python(self, tokens):
-        parts = []
-        for i, token in enumerate(tokens):
-            if i and _is_ascii_alnum(tokens[i - 1][-1]) and _is_ascii_alnum(token[0]):
-                parts.append(" ")
-            parts.append(token)
-        return "".join(parts)
-
-    def _join_tf(self, tokens):
-        flat = tokens.flat_values
-        position = tf.range(tf.size(flat, out_type=tf.int64)) - tf.gather(
-            tokens.row_splits, tokens.value_rowids()
-        )
-        ends = tf.strings.regex_full_match(flat, _ALNUM_END)
-        previous_ends = tf.concat([[False], ends[:-1]], axis=0)
-        starts = tf.strings.regex_full_match(flat, _ALNUM_START)
-        spaced = tf.where((position > 0) & previous_ends & starts, " " + flat, flat)
-        return tf.strings.reduce_join(tokens.with_flat_values(spaced), axis=-1)
 
     # Assets and config ----------------------------------------------------------------------
     def save_assets(self, dir_path):

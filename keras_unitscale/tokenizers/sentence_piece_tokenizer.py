@@ -19,6 +19,12 @@ class SentencePieceTokenizer(keras_hub.tokenizers.SentencePieceTokenizer):
     SentencePiece needs no pre-segmentation, so it handles Chinese, English and mixed text
     alike; `detokenize` restores spaces exactly. Train a model with `train_sentence_piece`.
 
+    Caution (KerasHub/tf-text behaviour): the TensorFlow resource behind the `tf.data` path is
+    lost when the global seed is set afterwards (`keras.utils.set_random_seed`,
+    `tf.random.set_seed` clear TensorFlow's kernel cache); `tf.data` then fails with "Resource
+    ... SentencepieceOp ... does not exist". Set seeds first, or call
+    `tokenizer.set_proto(tokenizer.proto)` after setting one.
+
     Example:
 
     >>> corpus = ["我喜欢这本书", "这本书很好", "the book is good"] * 20

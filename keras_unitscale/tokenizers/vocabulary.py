@@ -9,6 +9,9 @@ END_TOKEN = "[END]"
 CLS_TOKEN = "[CLS]"
 # Padding is id 0 so that `keras.layers.Embedding(mask_zero=True)` and friends agree with us.
 SPECIAL_TOKENS = (PAD_TOKEN, UNKNOWN_TOKEN, START_TOKEN, END_TOKEN, CLS_TOKEN)
+# A run of whitespace is one ordinary token, written as SentencePiece writes it, so that it can
+# sit in a one-token-a-line vocabulary file and in space-separated pre-segmented text.
+SPACE_TOKEN = "\u2581"
 
 
 def build_vocabulary(token_lists, min_frequency=1, max_size=None, special_tokens=SPECIAL_TOKENS):

@@ -1,9 +1,9 @@
 """Base class: split text into pieces, map pieces to ids through a vocabulary, and back.
 
-Subclasses say how to split (`_split_python`, `_split_tf`) and how to join tokens into text
-(`_join_python`, `_join_tf`). Everything else lives here once: the vocabulary and its special
-tokens, the two execution paths (pure Python when eager, TensorFlow ops inside `tf.data` or a
-`tf.function`), assets and config.
+Subclasses say how to split text (`_split_python`, `_split_tf`), writing each whitespace run
+as the token `▁`. Everything else lives here once: the vocabulary and its special tokens, the
+two execution paths (pure Python when eager, TensorFlow ops inside `tf.data` or a
+`tf.function`), joining tokens back into text, assets and config.
 """
 
 import os
@@ -27,14 +27,18 @@ class VocabularyTokenizer(keras_hub.tokenizers.Tokenizer):
     `[END]` and `[CLS]`, exposed as `pad_token_id`, `unknown_token_id`, `start_token_id`,
     `end_token_id` and `cls_token_id`.
 
+    Each whitespace run is one token, `▁` (U+2581, as in SentencePiece), so `detokenize`
+    (which concatenates tokens and turns `▁` back into a space) gives back the text with every
+    whitespace run as one space and no leading or trailing whitespace.
+
     Eager calls run pure Python and return a NumPy int array for one string, or a list of
     lists of ints for a batch. Inside `tf.data` or a `tf.function` the layer runs TensorFlow
     ops and returns a dense tensor for a scalar string, or a `tf.RaggedTensor` for a batch.
     The vocabulary is saved as an asset (`vocabulary.txt`), not in the config.
 
-    Subclass it by implementing `_split_python(text) -> list[str]`, `_split_tf(texts) ->
-    tf.RaggedTensor`, `_join_python(tokens) -> str` and `_join_tf(tokens) -> tf.Tensor`.
-    See `JiebaTokenizer` and `CharacterTokenizer`.
+    Subclass it by implementing `_split_python(text) -> list[str]` and `_split_tf(texts) ->
+    tf.RaggedTensor` (1-D string tensor in, one row of pieces per text out). See
+    `JiebaTokenizer` and `CharacterTokenizer`.
     """
 
     def __init__(self, vocabulary=None, dtype="int32", **kwargs):
@@ -127,10 +131,11 @@ class VocabularyTokenizer(keras_hub.tokenizers.Tokenizer):
         raise NotImplementedError
 
     def _join_python(self, tokens):
-        raise NotImplementedError
+        return "".join(tokens).replace(vocab_lib.SPACE_TOKEN, " ")
 
     def _join_tf(self, tokens):
-        raise NotImplementedError
+        text = tf.strings.reduce_join(tokens, axis=-1)
+        return tf.strings.regex_replace(text, vocab_lib.SPACE_TOKEN, " ")
 
     def _string_tensor(self, inputs, name):
         inputs = tf.convert_to_tensor(inputs)
@@ -177,8 +182,9 @@ class VocabularyTokenizer(keras_hub.tokenizers.Tokenizer):
     def detokenize(self, inputs):
         """Maps token ids (one sequence or a batch) back to text.
 
-        Every id is rendered, special tokens included (`[UNK]` for unknown words); the
-        preprocessors' `generate_postprocess` strips padding and special tokens first.
+        Tokens are concatenated and `▁` becomes a space. Every id is rendered, special tokens
+        included (`[UNK]` for unknown words); the preprocessors' `generate_postprocess` strips
+        padding and special tokens first.
         """
         self._check_vocabulary()
         if self._use_tf_workflow():
