@@ -209,3 +209,28 @@ def set_keras_mask(x, mask):
     from keras.src.backend import set_keras_mask as _set
 
     _set(x, mask)
+
+
+def compile_pure(fn, static_argnums=()):
+    """Compiles a pure tensor function once per input shape on JAX; `fn` itself elsewhere.
+
+    Eager JAX compiles every primitive separately for each new shape, which makes long
+    elementwise chains (the low-precision casts) take seconds per call; one `jax.jit` makes
+    them one kernel. Inside a traced function the jit is simply inlined. TensorFlow's eager
+    kernels need no such help, and `tf.function` would retrace per Python argument, so `fn` is
+    returned unchanged there. `fn` must not touch Keras variables or random state, and the
+    arguments at `static_argnums` must be hashable.
+    """
+    compiled = {}
+
+    def call(*args):
+        backend = backend_name()
+        if backend != "jax":
+            return fn(*args)
+        if backend not in compiled:
+            import jax
+
+            compiled[backend] = jax.jit(fn, static_argnums=static_argnums)
+        return compiled[backend](*args)
+
+    return call
