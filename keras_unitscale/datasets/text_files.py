@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 
-def _decoded_lines(path, encoding, name="path"):
+def _decoded_lines(path, encoding, keep_line_ends=False, name="path"):
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"`{name}` must be a file path (str or os.PathLike). Received: {path!r}")
     with open(path, "rb") as f:
@@ -16,7 +16,8 @@ def _decoded_lines(path, encoding, name="path"):
     lines = []
     for lineno, raw in enumerate(raw_lines, 1):
         try:
-            lines.append(raw.decode(encoding).rstrip("\r"))
+            line = raw.decode(encoding).rstrip("\r")
+            lines.append(line + "\n" if keep_line_ends else line)
         except UnicodeDecodeError as e:
             raise ValueError(
                 f"{os.fspath(path)}, line {lineno}: cannot decode byte {e.start + 1} of the line "
@@ -92,7 +93,8 @@ def load_csv(
     >>> x.tolist(), y.tolist()
     (['很好', '太差了'], [1, 0])
     """
-    lines = _decoded_lines(path, encoding)
+    # Line ends are kept so that quoted fields spanning lines keep their line breaks.
+    lines = _decoded_lines(path, encoding, keep_line_ends=True)
     reader = csv.reader(lines, delimiter=delimiter)
     try:
         header = next(reader)
