@@ -39,3 +39,11 @@ from keras_unitscale.ops.position import (
     sinusoidal_encoding,
 )
 from keras_unitscale.ops.recurrent import lstm, lstm_scales
+from keras_unitscale.ops.formats import (
+    FORMATS,
+    FP8Simulation,
+    cast_to_format,
+    get_format,
+    quantize_bwd,
+    quantize_fwd,
+)
