@@ -33,7 +33,7 @@ class Dense(keras.layers.Layer):
     >>> import keras_unitscale as ku
     >>> layer = ku.layers.Dense(64, activation="gelu")
     >>> y = layer(np.random.default_rng(0).standard_normal((256, 128)).astype("float32"))
-    >>> y.shape, bool(abs(float(np.std(y)) - 1) < 0.1)
+    >>> tuple(y.shape), bool(abs(float(np.std(y)) - 1) < 0.1)
     ((256, 64), True)
     """
 

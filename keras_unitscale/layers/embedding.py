@@ -31,7 +31,7 @@ class Embedding(keras.layers.Layer):
     >>> import keras_unitscale as ku
     >>> layer = ku.layers.Embedding(1000, 64, mask_zero=True)
     >>> ids = np.array([[5, 7, 0]])
-    >>> layer(ids).shape, np.asarray(layer.compute_mask(ids)).tolist()
+    >>> tuple(layer(ids).shape), np.asarray(layer.compute_mask(ids)).tolist()
     ((1, 3, 64), [[True, True, False]])
     """
 

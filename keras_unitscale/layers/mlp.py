@@ -27,7 +27,7 @@ class MLP(keras.layers.Layer):
     >>> import numpy as np
     >>> import keras_unitscale as ku
     >>> mlp = ku.layers.MLP(256, activation="silu", gated=True)
-    >>> mlp(np.zeros((2, 10, 64), "float32")).shape
+    >>> tuple(mlp(np.zeros((2, 10, 64), "float32")).shape)
     (2, 10, 64)
     """
 

@@ -54,8 +54,8 @@ class LayerNormalization(_Normalization):
     >>> import numpy as np
     >>> import keras_unitscale as ku
     >>> y = ku.layers.LayerNormalization()(np.array([[1.0, 2.0, 3.0]], "float32"))
-    >>> np.round(np.asarray(y), 3).tolist()
-    [[-1.224, 0.0, 1.224]]
+    >>> print(np.round(np.asarray(y), 3))
+    [[-1.224  0.     1.224]]
     """
 
     def __init__(self, epsilon=1e-3, center=True, scale=True, **kwargs):
@@ -77,8 +77,8 @@ class RMSNormalization(_Normalization):
     >>> import numpy as np
     >>> import keras_unitscale as ku
     >>> y = ku.layers.RMSNormalization()(np.array([[3.0, 4.0]], "float32"))
-    >>> np.round(np.asarray(y) ** 2, 3).tolist()
-    [[0.72, 1.28]]
+    >>> print(np.round(np.asarray(y) ** 2, 3))
+    [[0.72 1.28]]
     """
 
     def __init__(self, epsilon=1e-6, scale=True, **kwargs):

@@ -21,7 +21,7 @@ class Residual(keras.layers.Layer):
     >>> import numpy as np
     >>> import keras_unitscale as ku
     >>> block = ku.layers.Residual(ku.layers.MLP(128), tau=0.5)
-    >>> block(np.zeros((4, 32), "float32")).shape
+    >>> tuple(block(np.zeros((4, 32), "float32")).shape)
     (4, 32)
     """
 

@@ -104,7 +104,7 @@ def matmul(a, b, constraint="to_output_scale", fp8=None):
     Example:
     >>> import numpy as np
     >>> from keras_unitscale import ops as uops
-    >>> uops.matmul(np.ones((2, 3, 4), "float32"), np.ones((2, 4, 5), "float32")).shape
+    >>> tuple(uops.matmul(np.ones((2, 3, 4), "float32"), np.ones((2, 4, 5), "float32")).shape)
     (2, 3, 5)
     """
     if len(a.shape) < 2 or len(b.shape) < 2:
