@@ -22,8 +22,8 @@ N(0, 1) (the forget gate N(b_f, 1)) and gates, cell and gradients independent pe
   gradient: `n ** -0.5` for W and b, `kappa n ** -0.5` for U (its input h has std 1/kappa).
 
 Every scale is applied outside the recurrence, by folding it into the weights
-(`scale_fwd(scale_bwd(W, weight_grad_scale), s)`), so the loop is a plain LSTM and a backend's
-fused kernel (cuDNN) can run it. Folding `s_h` with `scale_fwd` gives the h-path a backward
+(`scale_fwd(scale_bwd(W, weight_grad_scale), s)`) once per call, so the loop is a plain LSTM
+and a backend's fused kernel (cuDNN) can run it. Folding `s_h` with `scale_fwd` gives the h-path a backward
 scale equal to its forward one, as the constraint on that non-cut edge requires; `kappa` is a
 plain multiply for the same reason, and so is its inverse on a user-supplied initial `h`.
 """
@@ -141,12 +141,19 @@ def _fused_ok(unroll, use_bias):
     )
 
 
-def _step(recurrent_kernel, recurrent_dropout_mask):
-    def step(z_x, states):
+def _step(kernel, recurrent_kernel, bias, recurrent_dropout_mask):
+    # With `kernel` None the step input is the precomputed projection `x_t W + b`.
+    def step(inputs, states):
         h, c = states
         if recurrent_dropout_mask is not None:
             h = h * recurrent_dropout_mask
-        z = z_x + ops.matmul(h, recurrent_kernel)
+        z = ops.matmul(h, recurrent_kernel)
+        if kernel is None:
+            z = z + inputs
+        else:
+            z = z + ops.matmul(inputs, kernel)
+            if bias is not None:
+                z = z + bias
         z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
         c = ops.sigmoid(z_f) * c + ops.sigmoid(z_i) * ops.tanh(z_c)
         h = ops.sigmoid(z_o) * ops.tanh(c)
@@ -185,8 +192,9 @@ def lstm(
         return_sequences, go_backwards, unroll, zero_output_for_mask: as in `keras.layers.RNN`.
         forget_bias: the forget-gate bias at initialisation (enters the derivation).
         constraint: ties the input path's forward and input-gradient scales.
-        fp8: optional FP8 simulation for the input projection (outside the loop) and the
-            recurrent kernel (see `keras_unitscale.ops.linear`).
+        fp8: optional FP8 simulation (see `keras_unitscale.ops.linear`). With it, the input
+            projection is one batched matmul outside the loop, with all of its casts there,
+            and the recurrent kernel is cast once per call.
         use_fused: `"auto"` tries the backend's fused kernel, `True` requires it, `False`
             never uses it. It runs the same maths; it is skipped with `fp8` or recurrent
             dropout.
@@ -241,15 +249,20 @@ def lstm(
             "Pass `use_cudnn='auto'`."
         )
     if result is None:
-        if fp8 is not None:
-            u = fp8.cast_forward(u)
-        # The input projection of every step in one matmul, outside the recurrence.
-        z_x = _product(x, w, fp8)
-        if b is not None:
-            z_x = z_x + b
+        if fp8 is None:
+            # Projecting x_t inside the loop, as Keras does, beats one batched projection on
+            # XLA:CPU (the [batch, time, 4u] intermediate leaves the cache); see
+            # docs/benchmarks.md.
+            inputs, step = x, _step(w, u, b, recurrent_dropout_mask)
+        else:
+            # One batched projection outside the loop, so that every cast is outside it too.
+            inputs = _product(x, w, fp8)
+            if b is not None:
+                inputs = inputs + b
+            step = _step(None, fp8.cast_forward(u), None, recurrent_dropout_mask)
         result = keras_backend.rnn(
-            _step(u, recurrent_dropout_mask),
-            z_x,
+            step,
+            inputs,
             [h0, c0],
             go_backwards=go_backwards,
             mask=mask,

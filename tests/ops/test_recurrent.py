@@ -107,7 +107,7 @@ def test_fp8_hook_sees_the_gate_matmuls():
     plain = uops.lstm(x, [h0, c0], w, u, b, return_sequences=True)[1]
     casts = _CountingCasts()
     cast = uops.lstm(x, [h0, c0], w, u, b, return_sequences=True, fp8=casts)[1]
-    np.testing.assert_allclose(np.asarray(cast), np.asarray(plain), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(cast), np.asarray(plain), rtol=1e-5, atol=1e-6)
     assert (6, 12) in casts.forward and (3, 12) in casts.forward and (4, 5, 6) in casts.forward
     assert casts.gradient == [(4, 5, 12)]
 

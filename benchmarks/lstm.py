@@ -1,0 +1,96 @@
+"""Training-step time of `keras_unitscale.layers.LSTM` relative to `keras.layers.LSTM`.
+
+The same small model (LSTM -> Dense head, MSE loss, SGD) is trained with `train_on_batch`
+(the compiled train step of `model.fit`: XLA via `jit_compile=True` on TensorFlow, `jax.jit`
+on JAX) on random data, once with each LSTM. Timed rounds of `--steps` steps alternate
+between the two models; the reported ratio is the median of the per-round ratios (ours /
+Keras), robust to other load on the machine. Each backend runs in its own subprocess.
+
+    .venv/bin/python benchmarks/lstm.py                    # both backends
+    .venv/bin/python benchmarks/lstm.py --backend jax --seq 128
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def _measure(args):
+    import keras
+    import numpy as np
+
+    import keras_unitscale as ku
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.batch, args.seq, args.features)).astype("float32")
+    y = rng.standard_normal((args.batch, args.seq, 1)).astype("float32")
+
+    def model(lstm_cls):
+        m = keras.Sequential(
+            [
+                keras.Input((args.seq, args.features)),
+                lstm_cls(args.units, return_sequences=True),
+                keras.layers.Dense(1),
+            ]
+        )
+        m.compile(optimizer="sgd", loss="mse", jit_compile=True)
+        for _ in range(3):  # compile and warm up
+            m.train_on_batch(x, y)
+        return m
+
+    models = {"ours": model(ku.layers.LSTM), "keras": model(keras.layers.LSTM)}
+    times = {name: [] for name in models}
+    for _ in range(args.rounds):
+        for name, m in models.items():
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                m.train_on_batch(x, y)
+            times[name].append((time.perf_counter() - start) / args.steps)
+    ratios = sorted(o / k for o, k in zip(times["ours"], times["keras"]))
+    return {
+        "backend": keras.backend.backend(),
+        "ms_per_step_ours": 1e3 * float(np.median(times["ours"])),
+        "ms_per_step_keras": 1e3 * float(np.median(times["keras"])),
+        "ratio": ratios[len(ratios) // 2],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["tensorflow", "jax"], action="append")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--seq", type=int, default=64)
+    parser.add_argument("--features", type=int, default=128)
+    parser.add_argument("--units", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=10, help="train steps per timed round")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_measure(args)))
+        return
+    for backend in args.backend or ["tensorflow", "jax"]:
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", *_passthrough(args)],
+            env=env, capture_output=True, text=True, check=True,
+        )
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(
+            f"{r['backend']:>10}: ours {r['ms_per_step_ours']:.1f} ms/step, "
+            f"keras {r['ms_per_step_keras']:.1f} ms/step, ratio {r['ratio']:.3f} "
+            f"(batch {args.batch}, seq {args.seq}, features {args.features}, "
+            f"units {args.units})"
+        )
+
+
+def _passthrough(args):
+    keys = ["batch", "seq", "features", "units", "steps", "rounds"]
+    return [f"--{k}={getattr(args, k)}" for k in keys]
+
+
+if __name__ == "__main__":
+    main()
