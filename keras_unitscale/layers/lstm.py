@@ -101,10 +101,10 @@ class LSTM(keras.layers.RNN):
     >>> import keras_unitscale as ku
     >>> x = np.random.default_rng(0).standard_normal((64, 20, 32)).astype("float32")
     >>> y = ku.layers.LSTM(48, return_sequences=True)(x)
-    >>> y.shape, bool(0.75 < float(np.std(y)) < 1.33)
+    >>> tuple(y.shape), bool(0.75 < float(np.std(y)) < 1.33)
     ((64, 20, 48), True)
     >>> out, h, c = ku.layers.LSTM(8, return_state=True)(x)
-    >>> out.shape, bool(np.allclose(out, h))
+    >>> tuple(out.shape), bool(np.allclose(out, h))
     ((64, 8), True)
     """
 

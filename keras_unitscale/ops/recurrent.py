@@ -211,7 +211,7 @@ def lstm(
     >>> zeros = np.zeros((64, 16), "float32")
     >>> last, seq, (h, c) = uops.lstm(x, [zeros, zeros], w.astype("float32"),
     ...                               u.astype("float32"), return_sequences=True)
-    >>> seq.shape, bool(0.75 < float(np.std(seq)) < 1.33)
+    >>> tuple(seq.shape), bool(0.75 < float(np.std(seq)) < 1.33)
     ((64, 16, 16), True)
     """
     if len(sequences.shape) != 3:
