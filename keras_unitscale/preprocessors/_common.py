@@ -10,23 +10,28 @@ except ImportError:  # pragma: no cover
 
 
 def check_tokenizer(tokenizer, name="tokenizer"):
-    missing = [
-        attr
-        for attr in ("tokenize", "detokenize", "pad_token_id", "start_token_id", "end_token_id")
-        if not hasattr(tokenizer, attr)
-    ]
+    """Checks that `tokenizer` is a tokenizer; its vocabulary may still be loading."""
+    missing = [attr for attr in ("tokenize", "detokenize") if not hasattr(tokenizer, attr)]
     if tokenizer is None or missing:
         raise TypeError(
-            f"`{name}` must be a tokenizer with a vocabulary and pad/start/end token ids, e.g. "
-            f"`keras_unitscale.tokenizers.JiebaTokenizer`. Received: {tokenizer!r:.80}"
-            + (f" (missing {missing})" if tokenizer is not None else "")
-        )
-    if tokenizer.pad_token_id is None or tokenizer.end_token_id is None:
-        raise ValueError(
-            f"`{name}` has no vocabulary yet: set one (e.g. `from_corpus`) before building a "
-            "preprocessor on it."
+            f"`{name}` must be a tokenizer such as `keras_unitscale.tokenizers.JiebaTokenizer`. "
+            f"Received: {tokenizer!r:.80}"
         )
     return tokenizer
+
+
+def check_special_ids(tokenizer, name="tokenizer"):
+    """At build time: the ids the packers need must exist (the vocabulary is set)."""
+    absent = [
+        attr
+        for attr in ("pad_token_id", "start_token_id", "end_token_id")
+        if getattr(tokenizer, attr, None) is None
+    ]
+    if absent:
+        raise ValueError(
+            f"`{name}` has no {', '.join(absent)}: set its vocabulary (e.g. build it with "
+            "`from_corpus`) before using the preprocessor."
+        )
 
 
 def check_length(value, name, minimum=1):

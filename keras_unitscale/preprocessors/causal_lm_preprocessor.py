@@ -4,7 +4,12 @@ import keras
 import keras_hub
 
 from keras_unitscale.preprocessors import _common
-from keras_unitscale.preprocessors._common import check_length, check_text, check_tokenizer
+from keras_unitscale.preprocessors._common import (
+    check_length,
+    check_special_ids,
+    check_text,
+    check_tokenizer,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
@@ -57,6 +62,7 @@ class CausalLMPreprocessor(keras_hub.models.Preprocessor):
         self.packer = None
 
     def build(self, input_shape):
+        check_special_ids(self.tokenizer)
         self.packer = keras_hub.layers.StartEndPacker(
             sequence_length=None,  # Given per call.
             start_value=self.tokenizer.start_token_id,
@@ -104,6 +110,7 @@ class CausalLMPreprocessor(keras_hub.models.Preprocessor):
                 f"{spec}."
             )
         tokenizer = self.tokenizer
+        check_special_ids(tokenizer)
         start = [tokenizer.start_token_id] if self.add_start_token else []
         end = [tokenizer.end_token_id] if self.add_end_token else []
 

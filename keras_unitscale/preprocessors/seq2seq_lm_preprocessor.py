@@ -4,7 +4,12 @@ import keras
 import keras_hub
 
 from keras_unitscale.preprocessors import _common
-from keras_unitscale.preprocessors._common import check_length, check_text, check_tokenizer
+from keras_unitscale.preprocessors._common import (
+    check_length,
+    check_special_ids,
+    check_text,
+    check_tokenizer,
+)
 
 _KEYS = ("encoder_text", "decoder_text")
 
@@ -77,6 +82,9 @@ class Seq2SeqLMPreprocessor(keras_hub.models.Preprocessor):
         return self._decoder_tokenizer or self.tokenizer
 
     def build(self, input_shape):
+        check_special_ids(self.tokenizer)
+        check_special_ids(self.decoder_tokenizer, "decoder_tokenizer")
+
         def packer(tokenizer):
             return keras_hub.layers.StartEndPacker(
                 sequence_length=None,  # Given per call.

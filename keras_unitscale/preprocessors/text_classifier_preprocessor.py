@@ -3,7 +3,12 @@
 import keras
 import keras_hub
 
-from keras_unitscale.preprocessors._common import check_length, check_text, check_tokenizer
+from keras_unitscale.preprocessors._common import (
+    check_length,
+    check_special_ids,
+    check_text,
+    check_tokenizer,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
@@ -49,6 +54,7 @@ class TextClassifierPreprocessor(keras_hub.models.Preprocessor):
 
     def build(self, input_shape):
         # Built here, not in `__init__`, so ids are read after `load_assets` restores them.
+        check_special_ids(self.tokenizer)
         first_id = None
         if self.add_cls_token:
             first_id = getattr(self.tokenizer, "cls_token_id", None)

@@ -9,19 +9,19 @@ from keras_unitscale.tokenizers import WordPieceTokenizer, train_word_piece
 @pytest.fixture(scope="module")
 def corpus():
     train, _, _ = load_python_docs()
-    return [str(t) for t in train[:400]]
+    return [str(t) for t in train[:150]]
 
 
 @pytest.fixture(scope="module")
 def tokenizer(corpus):
-    return train_word_piece(corpus, 2000)
+    return train_word_piece(corpus, 1000)
 
 
 def test_special_token_ids(tokenizer):
     assert tokenizer.get_vocabulary()[:5] == ["[PAD]", "[UNK]", "[START]", "[END]", "[CLS]"]
     assert (tokenizer.pad_token_id, tokenizer.unknown_token_id, tokenizer.start_token_id) == (0, 1, 2)
     assert (tokenizer.end_token_id, tokenizer.cls_token_id) == (3, 4)
-    assert tokenizer.vocabulary_size() <= 2000
+    assert tokenizer.vocabulary_size() <= 1000
 
 
 def test_round_trip_on_real_text(tokenizer):
