@@ -8,4 +8,11 @@ from keras_unitscale.layers.mlp import MLP
 from keras_unitscale.layers.normalization import LayerNormalization, RMSNormalization
 from keras_unitscale.layers.residual import Residual
 from keras_unitscale.layers.attention import MultiHeadAttention
+from keras_unitscale.layers.position import (
+    PositionEmbedding,
+    RotaryEmbedding,
+    SinePositionEncoding,
+    TokenAndPositionEmbedding,
+)
+from keras_unitscale.layers.transformer import TransformerDecoderBlock, TransformerEncoderBlock
 from keras_unitscale.layers.lstm import LSTM

@@ -36,11 +36,13 @@ def position_embedding(table, inputs, start_index=0):
     >>> import numpy as np
     >>> from keras_unitscale import ops as uops
     >>> table = np.arange(8, dtype="float32").reshape(4, 2)
-    >>> np.asarray(uops.position_embedding(table, np.zeros((1, 2, 2)), start_index=1)).tolist()
+    >>> out = uops.position_embedding(table, np.zeros((1, 2, 2)), start_index=1)
+    >>> np.asarray(out).tolist()
     [[[2.0, 3.0], [4.0, 5.0]]]
     """
     length, dim = ops.shape(inputs)[-2], int(table.shape[-1])
-    table = scale_bwd(table, rsqrt_size(leading_size(inputs, trailing_dims=2)))
+    batch = leading_size(inputs, trailing_dims=2)
+    table = scale_bwd(ops.convert_to_tensor(table), rsqrt_size(batch))
     rows = ops.slice(table, (ops.cast(start_index, "int32"), 0), (length, dim))
     return ops.broadcast_to(ops.cast(rows, inputs.dtype), ops.shape(inputs))
 
