@@ -32,7 +32,7 @@ def test_switch_casts_matmul_operands_exactly():
     model = small_model()
     hidden = model.get_layer("hidden")
     simulate_fp8(model)
-    probe = keras.Model(model.inputs, hidden.output)
+    probe = keras.Model(model.input, hidden.output)
     kernel, bias = hidden.kernel, hidden.bias
     e4m3 = lambda t: cast_to_format(t, "e4m3")  # noqa: E731
     expected = uops.linear(e4m3(x), e4m3(kernel), bias)
@@ -49,7 +49,7 @@ def test_keep_and_status():
     # A kept layer computes exactly as without the switch.
     x, _ = data()
     head = model.get_layer("head")
-    h_in = keras.Model(model.inputs, head.input)(x)
+    h_in = keras.Model(model.input, head.input)(x)
     np.testing.assert_array_equal(
         numpy(head(h_in)), numpy(uops.readout(h_in, head.kernel, head.bias))
     )
