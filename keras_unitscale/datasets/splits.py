@@ -9,7 +9,9 @@ def _check(n, seed, fractions):
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"`seed` must be an int. Received: {seed!r}")
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"`fractions` must be three non-negative numbers summing to 1: {fractions}")
+        raise ValueError(
+            f"`fractions` must be three non-negative numbers summing to 1: {fractions}"
+        )
     return np.random.default_rng(int(seed))
 
 
@@ -42,7 +44,8 @@ def group_split(groups, seed=0, fractions=DEFAULT_FRACTIONS):
 
     Groups are shuffled with `seed` and dealt out in that order: a group goes to train while
     the items dealt so far, counting half of the group itself, are under `fractions[0]` of
-    all items, then to validation while under `fractions[0] + fractions[1]`, then to test. Returns three int64 index arrays, each shuffled.
+    all items, then to validation while under `fractions[0] + fractions[1]`, then to test.
+    Returns three int64 index arrays, each shuffled.
 
     Example:
 

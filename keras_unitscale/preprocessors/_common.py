@@ -57,8 +57,9 @@ def to_weights(mask, use_tf):
 
 def strip_ids_python(token_ids, padding_mask, end_id, drop_ids):
     """Eager: rows of kept ids, cut at the first end token, minus padding and `drop_ids`."""
-    ids = np.asarray(keras.ops.convert_to_numpy(token_ids) if keras.ops.is_tensor(token_ids)
-                     else token_ids)
+    ids = np.asarray(
+        keras.ops.convert_to_numpy(token_ids) if keras.ops.is_tensor(token_ids) else token_ids
+    )
     if ids.dtype.kind not in "iu":
         raise TypeError(f"`token_ids` must be integer ids; received dtype {ids.dtype}.")
     unbatched = ids.ndim == 1
@@ -66,10 +67,15 @@ def strip_ids_python(token_ids, padding_mask, end_id, drop_ids):
     if padding_mask is None:
         mask = np.ones(ids.shape, dtype=bool)
     else:
-        mask = np.asarray(
-            keras.ops.convert_to_numpy(padding_mask) if keras.ops.is_tensor(padding_mask)
-            else padding_mask
-        ).astype(bool).reshape(ids.shape)
+        mask = (
+            np.asarray(
+                keras.ops.convert_to_numpy(padding_mask)
+                if keras.ops.is_tensor(padding_mask)
+                else padding_mask
+            )
+            .astype(bool)
+            .reshape(ids.shape)
+        )
     rows = []
     for row, keep in zip(ids.tolist(), mask.tolist()):
         kept = []

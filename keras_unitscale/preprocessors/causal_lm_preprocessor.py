@@ -102,8 +102,10 @@ class CausalLMPreprocessor(keras_hub.models.Preprocessor):
         if not isinstance(dataset, tf.data.Dataset):
             raise TypeError(f"`dataset` must be a tf.data.Dataset. Received: {type(dataset)}")
         spec = dataset.element_spec
-        if not isinstance(spec, tf.TensorSpec) or spec.dtype != tf.string or (
-            spec.shape.rank not in (0, 1)
+        if (
+            not isinstance(spec, tf.TensorSpec)
+            or spec.dtype != tf.string
+            or (spec.shape.rank not in (0, 1))
         ):
             raise ValueError(
                 "`dataset` must yield strings (scalars or 1-D batches); its element_spec is "

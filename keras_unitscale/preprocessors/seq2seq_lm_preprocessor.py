@@ -183,9 +183,11 @@ class Seq2SeqLMPreprocessor(keras_hub.models.Preprocessor):
         config = super().get_config()
         config.update(
             {
-                "decoder_tokenizer": keras.layers.serialize(self._decoder_tokenizer)
-                if self._decoder_tokenizer is not None
-                else None,
+                "decoder_tokenizer": (
+                    keras.layers.serialize(self._decoder_tokenizer)
+                    if self._decoder_tokenizer is not None
+                    else None
+                ),
                 "encoder_sequence_length": self.encoder_sequence_length,
                 "decoder_sequence_length": self.decoder_sequence_length,
             }

@@ -48,7 +48,9 @@ def strings_to_list(inputs, name="inputs"):
         raise ValueError(f"`{name}` must be {STRING_EXPECTED}; received a ragged tensor.")
     if tf is not None and isinstance(inputs, tf.Tensor):
         if inputs.dtype != tf.string:
-            raise TypeError(f"`{name}` must be {STRING_EXPECTED}; received dtype {inputs.dtype.name}.")
+            raise TypeError(
+                f"`{name}` must be {STRING_EXPECTED}; received dtype {inputs.dtype.name}."
+            )
         inputs = inputs.numpy()
     if isinstance(inputs, np.ndarray):
         if inputs.ndim == 0:

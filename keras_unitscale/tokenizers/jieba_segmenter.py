@@ -87,9 +87,7 @@ def _main_dictionary():
     try:
         import jieba
     except ImportError:
-        raise ImportError(
-            "JiebaTokenizer needs the 'jieba' package: pip install jieba"
-        ) from None
+        raise ImportError("JiebaTokenizer needs the 'jieba' package: pip install jieba") from None
     # `gen_pfdict` parses jieba's bundled dictionary directly: no cache file in /tmp, no log.
     return jieba.Tokenizer.gen_pfdict(jieba.get_dict_file())
 

@@ -129,7 +129,5 @@ class JiebaTokenizer(VocabularyTokenizer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"user_dictionary": None, "hmm": self.hmm, "presegmented": self.presegmented}
-        )
+        config.update({"user_dictionary": None, "hmm": self.hmm, "presegmented": self.presegmented})
         return config

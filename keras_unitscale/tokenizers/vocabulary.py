@@ -42,7 +42,9 @@ def build_vocabulary(token_lists, min_frequency=1, max_size=None, special_tokens
     if len(set(special_tokens)) != len(special_tokens):
         raise ValueError(f"`special_tokens` must be distinct. Received: {special_tokens}")
     if max_size is not None and (
-        isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < len(special_tokens)
+        isinstance(max_size, bool)
+        or not isinstance(max_size, int)
+        or max_size < len(special_tokens)
     ):
         raise ValueError(
             f"`max_size` must be None or an int >= {len(special_tokens)} (the number of special "
@@ -80,9 +82,13 @@ def check_vocabulary(vocabulary, required_tokens=SPECIAL_TOKENS):
     seen = set()
     for i, token in enumerate(vocabulary):
         if not isinstance(token, str) or not token:
-            raise ValueError(f"`vocabulary` entries must be non-empty strings; entry {i} is {token!r}.")
+            raise ValueError(
+                f"`vocabulary` entries must be non-empty strings; entry {i} is {token!r}."
+            )
         if "\n" in token or "\r" in token:
-            raise ValueError(f"`vocabulary` entries cannot contain line breaks; entry {i} is {token!r}.")
+            raise ValueError(
+                f"`vocabulary` entries cannot contain line breaks; entry {i} is {token!r}."
+            )
         if token in seen:
             raise ValueError(f"`vocabulary` entries must be distinct; {token!r} appears twice.")
         seen.add(token)

@@ -140,7 +140,9 @@ class VocabularyTokenizer(keras_hub.tokenizers.Tokenizer):
     def _string_tensor(self, inputs, name):
         inputs = tf.convert_to_tensor(inputs)
         if inputs.dtype != tf.string:
-            raise TypeError(f"`{name}` must be a string tensor; received dtype {inputs.dtype.name}.")
+            raise TypeError(
+                f"`{name}` must be a string tensor; received dtype {inputs.dtype.name}."
+            )
         if inputs.shape.rank not in (0, 1):
             raise ValueError(f"`{name}` must be a scalar or 1-D string tensor; got {inputs.shape}.")
         return inputs

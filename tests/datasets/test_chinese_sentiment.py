@@ -30,7 +30,9 @@ def test_no_text_shared_between_splits_or_labels():
 def test_seed_fixes_the_split():
     a, b = load_chinese_sentiment(seed=0), load_chinese_sentiment(seed=0)
     c = load_chinese_sentiment(seed=1)
-    assert all(np.array_equal(xa, xb) and np.array_equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
+    assert all(
+        np.array_equal(xa, xb) and np.array_equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b)
+    )
     assert not np.array_equal(a[0][0], c[0][0])
     # Stratified: each split keeps the positive share.
     assert all(abs(y.mean() - 8332 / 17363) < 0.01 for _, y in c)

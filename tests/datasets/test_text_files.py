@@ -8,7 +8,12 @@ def test_text_file_lines(tmp_path):
     path = tmp_path / "a.txt"
     path.write_bytes("\ufeff第一行\r\n\n  \n第二行\n".encode())
     assert load_text_file(path).tolist() == ["第一行", "第二行"]
-    assert load_text_file(str(path), skip_blank_lines=False).tolist() == ["第一行", "", "  ", "第二行"]
+    assert load_text_file(str(path), skip_blank_lines=False).tolist() == [
+        "第一行",
+        "",
+        "  ",
+        "第二行",
+    ]
 
 
 def test_text_file_not_utf8_names_file_and_line(tmp_path):
@@ -46,7 +51,9 @@ def test_csv_columns_and_labels(table):
 
 
 def test_csv_errors(table, tmp_path):
-    with pytest.raises(ValueError, match=r"`text_column`='body' is not a column .*\['id', 'text', 'label'\]"):
+    with pytest.raises(
+        ValueError, match=r"`text_column`='body' is not a column .*\['id', 'text', 'label'\]"
+    ):
         load_csv(table, "body")
     with pytest.raises(ValueError, match="line 4: label 'neg' is not in `label_names`"):
         load_csv(table, "text", "label", label_names=["pos"])

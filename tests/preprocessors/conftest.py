@@ -55,4 +55,6 @@ def reviews():
 @pytest.fixture(scope="session")
 def numpy_tree():
     """Converts a nest of backend / TF tensors to NumPy arrays."""
-    return lambda x: keras.tree.map_structure(lambda t: np.asarray(keras.ops.convert_to_numpy(t)), x)
+    return lambda x: keras.tree.map_structure(
+        lambda t: np.asarray(keras.ops.convert_to_numpy(t)), x
+    )

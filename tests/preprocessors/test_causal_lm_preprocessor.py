@@ -58,7 +58,10 @@ def test_pack_dataset(preprocessor, tokenizer, reviews, numpy_tree):
     stream = []
     for text in texts:
         stream += [tokenizer.start_token_id] + tokenizer(text).tolist() + [tokenizer.end_token_id]
-    for source in (tf.data.Dataset.from_tensor_slices(texts), tf.data.Dataset.from_tensor_slices(texts).batch(7)):
+    for source in (
+        tf.data.Dataset.from_tensor_slices(texts),
+        tf.data.Dataset.from_tensor_slices(texts).batch(7),
+    ):
         windows = [numpy_tree(e) for e in preprocessor.pack_dataset(source)]
         assert len(windows) == len(stream) // (LENGTH + 1)
         for i, (x, y, w) in enumerate(windows):

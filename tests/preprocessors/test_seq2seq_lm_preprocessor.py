@@ -22,14 +22,19 @@ def tokenizers(pairs):
 
 @pytest.fixture()
 def preprocessor(tokenizers):
-    return Seq2SeqLMPreprocessor(*tokenizers, encoder_sequence_length=ENC, decoder_sequence_length=DEC)
+    return Seq2SeqLMPreprocessor(
+        *tokenizers, encoder_sequence_length=ENC, decoder_sequence_length=DEC
+    )
 
 
 def test_outputs_shift_and_weights(preprocessor, tokenizers, pairs, numpy_tree):
     zh_tok, en_tok = tokenizers
     x, y, w = numpy_tree(preprocessor({"encoder_text": pairs[0][:4], "decoder_text": pairs[1][:4]}))
     assert sorted(x) == [
-        "decoder_padding_mask", "decoder_token_ids", "encoder_padding_mask", "encoder_token_ids"
+        "decoder_padding_mask",
+        "decoder_token_ids",
+        "encoder_padding_mask",
+        "encoder_token_ids",
     ]
     assert x["encoder_token_ids"].shape == (4, ENC) and x["decoder_token_ids"].shape == (4, DEC)
     assert y.shape == w.shape == (4, DEC) and w.dtype == np.float32
@@ -46,7 +51,9 @@ def test_outputs_shift_and_weights(preprocessor, tokenizers, pairs, numpy_tree):
 def test_tf_data_matches_eager(preprocessor, pairs, numpy_tree):
     data = {"encoder_text": pairs[0][:12], "decoder_text": pairs[1][:12]}
     eager = numpy_tree(preprocessor(data))
-    batched = [numpy_tree(b) for b in tf.data.Dataset.from_tensor_slices(data).batch(5).map(preprocessor)]
+    batched = [
+        numpy_tree(b) for b in tf.data.Dataset.from_tensor_slices(data).batch(5).map(preprocessor)
+    ]
     for i, part in enumerate(("x", "y", "w")):
         got = [b[i] for b in batched]
         if part == "x":
@@ -71,7 +78,9 @@ def test_generation_helpers(preprocessor, tokenizers, pairs, numpy_tree):
     graph = tf.function(preprocessor.detokenize)(tf.constant(numpy_tree(y)))
     assert [t.decode() for t in graph.numpy()] == expected
     # A decoder prefix continues without [END].
-    prefix = numpy_tree(preprocessor.generate_preprocess({"encoder_text": "你好", "decoder_text": "hello"}))
+    prefix = numpy_tree(
+        preprocessor.generate_preprocess({"encoder_text": "你好", "decoder_text": "hello"})
+    )
     assert en_tok.end_token_id not in prefix["decoder_token_ids"].tolist()
 
 
@@ -90,9 +99,15 @@ def test_bad_inputs(preprocessor, tokenizers):
         Seq2SeqLMPreprocessor(tokenizers[0], decoder_sequence_length=1)
 
 
-def test_single_tokenizer_and_keras_file_round_trip(tokenizers, pairs, keras_file_round_trip, numpy_tree):
-    both = Seq2SeqLMPreprocessor(*tokenizers, encoder_sequence_length=ENC, decoder_sequence_length=DEC)
-    one = Seq2SeqLMPreprocessor(tokenizers[0], encoder_sequence_length=ENC, decoder_sequence_length=DEC)
+def test_single_tokenizer_and_keras_file_round_trip(
+    tokenizers, pairs, keras_file_round_trip, numpy_tree
+):
+    both = Seq2SeqLMPreprocessor(
+        *tokenizers, encoder_sequence_length=ENC, decoder_sequence_length=DEC
+    )
+    one = Seq2SeqLMPreprocessor(
+        tokenizers[0], encoder_sequence_length=ENC, decoder_sequence_length=DEC
+    )
     assert one.decoder_tokenizer is one.tokenizer and one.get_config()["decoder_tokenizer"] is None
     data = {"encoder_text": pairs[0][:3], "decoder_text": pairs[1][:3]}
     for original in (both, one):

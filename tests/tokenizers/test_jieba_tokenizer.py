@@ -108,7 +108,9 @@ def test_user_dictionary_is_isolated_per_tokenizer(tokenizer):
     assert "深度学习框架" not in plain.segment(text)
     # jieba's shared main dictionary and later tokenizers are untouched.
     assert "深度学习框架" not in jieba_segmenter.get_segmenter(()).FREQ
-    assert "深度学习框架" not in JiebaTokenizer(vocabulary=["[PAD]", "[UNK]", "[START]", "[END]", "[CLS]"]).segment(text)
+    assert "深度学习框架" not in JiebaTokenizer(
+        vocabulary=["[PAD]", "[UNK]", "[START]", "[END]", "[CLS]"]
+    ).segment(text)
     # The user word is unknown to the vocabulary, so it is one [UNK], not an error.
     assert custom(text).tolist().count(custom.unknown_token_id) == 1
 

@@ -19,7 +19,11 @@ def tokenizer(corpus):
 
 def test_special_token_ids(tokenizer):
     assert tokenizer.get_vocabulary()[:5] == ["[PAD]", "[UNK]", "[START]", "[END]", "[CLS]"]
-    assert (tokenizer.pad_token_id, tokenizer.unknown_token_id, tokenizer.start_token_id) == (0, 1, 2)
+    assert (tokenizer.pad_token_id, tokenizer.unknown_token_id, tokenizer.start_token_id) == (
+        0,
+        1,
+        2,
+    )
     assert (tokenizer.end_token_id, tokenizer.cls_token_id) == (3, 4)
     assert tokenizer.vocabulary_size() <= 1000
 
