@@ -8,6 +8,12 @@ Public API:
 - `keras_unitscale.ops`: the functional core (`scale_fwd`, `scale_bwd`, `linear`, ...).
 - `keras_unitscale.layers`: drop-in replacements for Keras layers.
 - `keras_unitscale.losses`: unit-scaled losses whose values equal Keras' own.
+- `keras_unitscale.models`: `UnitScaledModel`, backbones and task models.
+- `keras_unitscale.analysis`: scale tracking (`track_scales`, `plot_scales`, `ScaleTracker`).
+- `keras_unitscale.precision`: the FP8 simulation switch (`simulate_fp8`, `disable_fp8`).
+- `keras_unitscale.tokenizers`, `.preprocessors`, `.datasets`: the text path (jieba and
+  KerasHub tokenizers, task preprocessors, corpora from installed packages); loaded on first
+  use, since they import keras-hub and TensorFlow.
 """
 
 __version__ = "0.1.0"
@@ -16,3 +22,15 @@ from keras_unitscale import ops  # noqa: E402
 from keras_unitscale import layers  # noqa: E402
 from keras_unitscale import losses  # noqa: E402
 from keras_unitscale import models  # noqa: E402
+from keras_unitscale import analysis  # noqa: E402
+from keras_unitscale import precision  # noqa: E402
+
+_LAZY = ("tokenizers", "preprocessors", "datasets")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"keras_unitscale.{name}")
+    raise AttributeError(f"module 'keras_unitscale' has no attribute {name!r}")

@@ -49,3 +49,31 @@ def test_stack_trains_under_xla(policy):
     if policy == "mixed_bfloat16":
         assert model.layers[-1].compute_dtype == "bfloat16"
         assert model.layers[-1].kernel.dtype == "float32"
+
+
+def _fit_small_model(policy):
+    keras.config.set_dtype_policy(policy)
+    keras.utils.set_random_seed(0)
+    x, y = _data()
+    inputs = keras.Input((12,), dtype="int32")
+    h = ku.layers.Embedding(64, 64, mask_zero=True)(inputs)
+    h = ku.layers.Residual(ku.layers.MLP(128), tau=0.5)(h)
+    h = keras.layers.GlobalAveragePooling1D()(ku.layers.LayerNormalization()(h))
+    model = ku.models.UnitScaledModel(inputs, ku.layers.Dense(4, readout=True)(h))
+    model.compile(learning_rate=3e-2, jit_compile=True)
+    before = model.evaluate(x, y, verbose=0)
+    history = model.fit(x, y, batch_size=64, epochs=7, verbose=0)  # 56 steps
+    return model, before, history.history["loss"], model.evaluate(x, y, verbose=0)
+
+
+def test_mixed_float16_trains_without_loss_scaling_like_float32():
+    model, before, losses, after = _fit_small_model("mixed_float16")
+    assert not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.layers[-1].compute_dtype == "float16"
+    assert np.all(np.isfinite(losses))
+    assert after < 0.5 * before
+    # No step was skipped or poisoned by an fp16 overflow: weights finite, and the run
+    # follows float32's to within 2% of the final loss.
+    assert all(np.all(np.isfinite(keras.ops.convert_to_numpy(w))) for w in model.weights)
+    _, _, _, after_fp32 = _fit_small_model("float32")
+    assert abs(after - after_fp32) < 0.02 * after_fp32, (after, after_fp32)
