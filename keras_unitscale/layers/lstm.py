@@ -6,45 +6,49 @@ from keras import ops
 from keras_unitscale import ops as uops
 from keras_unitscale.layers._validation import float_input, positive_int
 from keras_unitscale.ops.dropout import validate_rate
-from keras_unitscale.ops.recurrent import fused_lstm_disables_jit, lstm
+from keras_unitscale.ops.recurrent import fused_kernel_disables_jit, lstm
 
 
-class _LSTMWeights(keras.layers.Layer):
-    """The LSTM's weights, laid out as in `keras.layers.LSTMCell` (gates i, f, c, o).
+class _RecurrentWeights(keras.layers.Layer):
+    """The weights of an LSTM or GRU, laid out as in Keras' cells.
 
-    Only a container: `LSTM` runs the whole sequence itself (the scales are folded into the
-    weights once per call, outside the loop), so it never steps this cell.
+    Only a container: the layer runs the whole sequence itself (the scales are folded into
+    the weights once per call, outside the loop), so it never steps this cell.
     """
 
-    def __init__(self, units, use_bias, unit_forget_bias, **kwargs):
+    def __init__(self, units, gates, bias_rows, forget_bias, state_count, **kwargs):
         super().__init__(**kwargs)
         self.units = units
-        self.use_bias = use_bias
-        self.unit_forget_bias = unit_forget_bias
-        self.state_size = [units, units]
+        self.gates = gates
+        self.bias_rows = bias_rows  # 0: no bias; 1: [gates * u]; 2: [2, gates * u] (GRU)
+        self.forget_bias = forget_bias
+        self.state_size = [units] * state_count
         self.output_size = units
 
     def build(self, input_shape):
         normal = keras.initializers.RandomNormal(stddev=1.0)
+        width = self.gates * self.units
         self.kernel = self.add_weight(
-            name="kernel", shape=(input_shape[-1], 4 * self.units), initializer=normal
+            name="kernel", shape=(input_shape[-1], width), initializer=normal
         )
         self.recurrent_kernel = self.add_weight(
-            name="recurrent_kernel", shape=(self.units, 4 * self.units), initializer=normal
+            name="recurrent_kernel", shape=(self.units, width), initializer=normal
         )
         self.bias = None
-        if self.use_bias:
-            forget = 1.0 if self.unit_forget_bias else 0.0
-            units = self.units
+        if self.bias_rows == 1:
+            units, forget = self.units, self.forget_bias
 
             def bias_init(shape, dtype=None):
+                # Gates i, f, c, o: only the forget block may start away from zero.
                 blocks = [ops.zeros((units,)), ops.full((units,), forget), ops.zeros((2 * units,))]
                 return ops.cast(ops.concatenate(blocks), dtype)
 
-            self.bias = self.add_weight(name="bias", shape=(4 * units,), initializer=bias_init)
+            self.bias = self.add_weight(name="bias", shape=(width,), initializer=bias_init)
+        elif self.bias_rows == 2:
+            self.bias = self.add_weight(name="bias", shape=(2, width), initializer="zeros")
 
     def call(self, inputs, states):
-        raise NotImplementedError("Used only through `keras_unitscale.layers.LSTM`.")
+        raise NotImplementedError("Used only through keras_unitscale's LSTM and GRU layers.")
 
 
 def _check_rank(shape):
@@ -55,8 +59,118 @@ def _check_rank(shape):
         )
 
 
+class _UnitScaledRNN(keras.layers.RNN):
+    """What the unit-scaled LSTM and GRU share: arguments, masks, dropout, config.
+
+    Keras' `RNN` supplies `call` (initial and stateful states, return_sequences/state), mask
+    handling and everything `Bidirectional` needs; `inner_loop` hands the sequence to the op.
+    """
+
+    _kind = None  # "lstm" or "gru"
+
+    def __init__(
+        self,
+        cell,
+        units,
+        dropout,
+        recurrent_dropout,
+        seed,
+        use_bias,
+        constraint,
+        return_sequences,
+        return_state,
+        go_backwards,
+        stateful,
+        unroll,
+        use_cudnn,
+        **kwargs,
+    ):
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            **kwargs,
+        )
+        self.units = units
+        self.dropout = validate_rate(dropout, "dropout")
+        self.recurrent_dropout = validate_rate(recurrent_dropout, "recurrent_dropout")
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.use_bias = bool(use_bias)
+        self.constraint = uops.validate_constraint(constraint)
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError(
+                f"`use_cudnn` must be one of 'auto', True, False; received {use_cudnn!r}."
+            )
+        self.use_cudnn = use_cudnn
+        if use_cudnn and fused_kernel_disables_jit(self._kind, self.unroll, self.use_bias):
+            self.supports_jit = False
+        self.fp8 = None
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        _check_rank(sequences_shape)
+        if sequences_shape[-1] is None:
+            raise ValueError(
+                "The last dimension of `sequences` must be known; "
+                f"received shape {tuple(sequences_shape)}."
+            )
+        super().build(sequences_shape, initial_state_shape)
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        _check_rank(sequences.shape)
+        float_input(sequences, "sequences")
+        return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+
+    def _sequence_op_kwargs(self, sequences, initial_state, mask, training):
+        if keras.tree.is_nested(mask):
+            mask = mask[0]
+        dropout_mask = recurrent_dropout_mask = None
+        # One unit-scaled mask per sequence, shared by every step (as Keras does).
+        if training and self.dropout > 0:
+            ones = ops.ones_like(sequences[:, 0, :])
+            dropout_mask = uops.dropout(ones, self.dropout, seed=self.seed_generator)
+        if training and self.recurrent_dropout > 0:
+            ones = ops.ones_like(initial_state[0])
+            recurrent_dropout_mask = uops.dropout(
+                ones, self.recurrent_dropout, seed=self.seed_generator
+            )
+        return dict(
+            mask=mask,
+            dropout_mask=dropout_mask,
+            recurrent_dropout_mask=recurrent_dropout_mask,
+            return_sequences=self.return_sequences,
+            go_backwards=self.go_backwards,
+            unroll=self.unroll,
+            zero_output_for_mask=self.zero_output_for_mask,
+            constraint=self.constraint,
+            fp8=self.fp8,
+            use_fused=self.use_cudnn,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        del config["cell"]
+        config.update(
+            units=self.units,
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            seed=self.seed,
+            use_bias=self.use_bias,
+            constraint=self.constraint,
+            use_cudnn=self.use_cudnn,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
 @keras.saving.register_keras_serializable(package="keras_unitscale")
-class LSTM(keras.layers.RNN):
+class LSTM(_UnitScaledRNN):
     """Long short-term memory with unit scaling: drop-in for `keras.layers.LSTM`.
 
     The standard LSTM (tanh/sigmoid, Keras' gate order and weight layout) with N(0, 1)
@@ -108,6 +222,8 @@ class LSTM(keras.layers.RNN):
     ((64, 8), True)
     """
 
+    _kind = "lstm"
+
     def __init__(
         self,
         units,
@@ -126,99 +242,35 @@ class LSTM(keras.layers.RNN):
         **kwargs,
     ):
         units = positive_int(units, "units")
-        cell = _LSTMWeights(
+        cell = _RecurrentWeights(
             units,
-            bool(use_bias),
-            bool(unit_forget_bias),
+            gates=4,
+            bias_rows=1 if use_bias else 0,
+            forget_bias=1.0 if unit_forget_bias else 0.0,
+            state_count=2,
             dtype=kwargs.get("dtype"),
             trainable=kwargs.get("trainable", True),
             name="lstm_cell",
         )
         super().__init__(
-            cell,
-            return_sequences=return_sequences,
-            return_state=return_state,
-            go_backwards=go_backwards,
-            stateful=stateful,
-            unroll=unroll,
+            cell, units, dropout, recurrent_dropout, seed, use_bias, constraint,
+            return_sequences, return_state, go_backwards, stateful, unroll, use_cudnn,
             **kwargs,
         )
-        self.units = units
-        self.dropout = validate_rate(dropout, "dropout")
-        self.recurrent_dropout = validate_rate(recurrent_dropout, "recurrent_dropout")
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.use_bias = bool(use_bias)
         self.unit_forget_bias = bool(unit_forget_bias)
-        self.constraint = uops.validate_constraint(constraint)
-        if use_cudnn not in ("auto", True, False):
-            raise ValueError(
-                f"`use_cudnn` must be one of 'auto', True, False; received {use_cudnn!r}."
-            )
-        self.use_cudnn = use_cudnn
-        if use_cudnn and fused_lstm_disables_jit(self.unroll, self.use_bias):
-            self.supports_jit = False
-        self.fp8 = None
-
-    def build(self, sequences_shape, initial_state_shape=None):
-        _check_rank(sequences_shape)
-        if sequences_shape[-1] is None:
-            raise ValueError(
-                "The last dimension of `sequences` must be known; "
-                f"received shape {tuple(sequences_shape)}."
-            )
-        super().build(sequences_shape, initial_state_shape)
-
-    def call(self, sequences, initial_state=None, mask=None, training=False):
-        _check_rank(sequences.shape)
-        float_input(sequences, "sequences")
-        return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
-
-    def _dropout_mask(self, like, rate):
-        return uops.dropout(ops.ones_like(like), rate, seed=self.seed_generator)
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
-        if keras.tree.is_nested(mask):
-            mask = mask[0]
-        dropout_mask = recurrent_dropout_mask = None
-        if training and self.dropout > 0:
-            dropout_mask = self._dropout_mask(sequences[:, 0, :], self.dropout)
-        if training and self.recurrent_dropout > 0:
-            recurrent_dropout_mask = self._dropout_mask(initial_state[0], self.recurrent_dropout)
         return lstm(
             sequences,
             initial_state,
             self.cell.kernel,
             self.cell.recurrent_kernel,
             self.cell.bias,
-            mask=mask,
-            dropout_mask=dropout_mask,
-            recurrent_dropout_mask=recurrent_dropout_mask,
-            return_sequences=self.return_sequences,
-            go_backwards=self.go_backwards,
-            unroll=self.unroll,
-            zero_output_for_mask=self.zero_output_for_mask,
-            forget_bias=1.0 if self.unit_forget_bias else 0.0,
-            constraint=self.constraint,
-            fp8=self.fp8,
-            use_fused=self.use_cudnn,
+            forget_bias=self.cell.forget_bias,
+            **self._sequence_op_kwargs(sequences, initial_state, mask, training),
         )
 
     def get_config(self):
         config = super().get_config()
-        del config["cell"]
-        config.update(
-            units=self.units,
-            dropout=self.dropout,
-            recurrent_dropout=self.recurrent_dropout,
-            seed=self.seed,
-            use_bias=self.use_bias,
-            unit_forget_bias=self.unit_forget_bias,
-            constraint=self.constraint,
-            use_cudnn=self.use_cudnn,
-        )
+        config["unit_forget_bias"] = self.unit_forget_bias
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

@@ -38,7 +38,7 @@ from keras_unitscale.ops.position import (
     rotary_embedding,
     sinusoidal_encoding,
 )
-from keras_unitscale.ops.recurrent import lstm, lstm_scales
+from keras_unitscale.ops.recurrent import gru, gru_scales, lstm, lstm_scales
 from keras_unitscale.ops.formats import (
     FORMATS,
     FP8Simulation,

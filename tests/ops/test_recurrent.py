@@ -4,27 +4,42 @@ from keras import ops
 
 from keras_unitscale import ops as uops
 from keras_unitscale.backend import vjp
-from keras_unitscale.ops.recurrent import RHO, lstm_moments, lstm_scales
+from keras_unitscale.ops.recurrent import (
+    RHO,
+    gru_moments,
+    gru_scales,
+    lstm_moments,
+    lstm_scales,
+)
 from scale_utils import normal, std
 
 
-def _args(b=4, s=5, d=6, u=3, seed=0):
+def _args(cell="lstm", b=4, s=5, d=6, u=3, seed=0):
     rng = np.random.default_rng(seed)
     f = lambda *shape: rng.standard_normal(shape).astype("float32")  # noqa: E731
-    return f(b, s, d), f(b, u), f(b, u), f(d, 4 * u), f(u, 4 * u), f(4 * u)
+    gates = 4 if cell == "lstm" else 3
+    bias = f(gates * u) if cell == "lstm" else f(2, gates * u)
+    return f(b, s, d), f(b, u), f(b, u), f(d, gates * u), f(u, gates * u), bias
 
 
-def _reference(scales, forget_bias=0.0):
-    """The scaled LSTM with plain multiplies, unrolled: its gradients are the true ones."""
+def _reference(cell, scales):
+    """The scaled cell with plain multiplies, unrolled: its gradients are the true ones."""
 
     def run(x, h, c, w, u, b):
         h = h / scales.output
         outs = []
         for t in range(x.shape[1]):
-            z = scales.input * ops.matmul(x[:, t], w) + scales.recurrent * ops.matmul(h, u) + b
-            z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
-            c = ops.sigmoid(z_f) * c + ops.sigmoid(z_i) * ops.tanh(z_c)
-            h = ops.sigmoid(z_o) * ops.tanh(c)
+            zx = scales.input * ops.matmul(x[:, t], w)
+            zh = scales.recurrent * ops.matmul(h, u)
+            if cell == "lstm":
+                z_i, z_f, z_c, z_o = ops.split(zx + zh + b, 4, axis=-1)
+                c = ops.sigmoid(z_f) * c + ops.sigmoid(z_i) * ops.tanh(z_c)
+                h = ops.sigmoid(z_o) * ops.tanh(c)
+            else:
+                x_z, x_r, x_h = ops.split(zx + b[0], 3, axis=-1)
+                h_z, h_r, h_h = ops.split(zh + b[1], 3, axis=-1)
+                z, r = ops.sigmoid(x_z + h_z), ops.sigmoid(x_r + h_r)
+                h = z * h + (1 - z) * ops.tanh(x_h + r * h_h)
             outs.append(h * scales.output)
         return ops.stack(outs, axis=1)
 
@@ -42,26 +57,40 @@ def test_moments_follow_the_derivation():
     assert abs(s.input**2 * 100 + (s.recurrent / kappa) ** 2 * 50 - 1.0) < 1e-12
 
 
-def test_non_cut_gradients_are_exact_and_weight_gradients_only_rescaled():
-    x, h0, c0, w, u, b = _args()
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_non_cut_gradients_are_exact_and_weight_gradients_only_rescaled(cell):
+    x, h0, c0, w, u, b = _args(cell)
     n = x.shape[0] * x.shape[1]
-    scales = lstm_scales(6, 3)
+    scales = lstm_scales(6, 3) if cell == "lstm" else gru_scales(6, 3)
 
     def ours(x, h, c, w, u, b):
-        return uops.lstm(x, [h, c], w, u, b, return_sequences=True)[1]
+        if cell == "lstm":
+            return uops.lstm(x, [h, c], w, u, b, return_sequences=True)[1]
+        return uops.gru(x, [h], w, u, b, return_sequences=True)[1]  # no cell state
 
     out, pull = vjp(ours, x, h0, c0, w, u, b)
-    ref_out, ref_pull = vjp(_reference(scales), x, h0, c0, w, u, b)
+    ref_out, ref_pull = vjp(_reference(cell, scales), x, h0, c0, w, u, b)
     np.testing.assert_allclose(np.asarray(out), np.asarray(ref_out), rtol=1e-5, atol=1e-5)
     g = normal(out.shape, seed=3)
     got, want = pull(g), ref_pull(g)
-    for i in range(3):  # inputs and both initial states: the true gradient
+    for i in range(3 if cell == "lstm" else 2):  # inputs and initial states: true gradients
         np.testing.assert_allclose(np.asarray(got[i]), np.asarray(want[i]), rtol=1e-4, atol=1e-5)
-    factors = [n**-0.5 / scales.input, n**-0.5 * scales.output / scales.recurrent, n**-0.5]
+    factors = [
+        n**-0.5 / scales.input,
+        n**-0.5 * scales.recurrent_weight_grad / scales.recurrent,
+        n**-0.5,
+    ]
     for got_w, want_w, f in zip(got[3:], want[3:], factors):
         np.testing.assert_allclose(
             np.asarray(got_w), f * np.asarray(want_w), rtol=1e-4, atol=1e-6
         )
+
+
+def test_gru_moments():
+    kappa, eta2, q_x, rho = gru_moments()
+    assert 2.6 < kappa < 2.9 and 0.4 < eta2 < 0.55 and 0.5 < rho < 0.6
+    s = gru_scales(128, 128)
+    assert s.recurrent_weight_grad > s.output  # the reset gate's share is made up
 
 
 def _input_grad_std(constraint):
@@ -110,9 +139,15 @@ def test_fp8_hook_sees_the_gate_matmuls():
     np.testing.assert_allclose(np.asarray(cast), np.asarray(plain), rtol=1e-5, atol=1e-6)
     assert (6, 12) in casts.forward and (3, 12) in casts.forward and (4, 5, 6) in casts.forward
     assert casts.gradient == [(4, 5, 12)]
+    x, h0, _, w, u, b = _args("gru")
+    plain = uops.gru(x, [h0], w, u, b, return_sequences=True)[1]
+    cast = uops.gru(x, [h0], w, u, b, return_sequences=True, fp8=_CountingCasts())[1]
+    np.testing.assert_allclose(np.asarray(cast), np.asarray(plain), rtol=1e-5, atol=1e-6)
 
 
 def test_lstm_rejects_bad_rank():
     x, h0, c0, w, u, b = _args()
     with pytest.raises(ValueError, match="`sequences` must have rank 3"):
         uops.lstm(x[:, 0], [h0, c0], w, u, b)
+    with pytest.raises(ValueError, match="`sequences` must have rank 3"):
+        uops.gru(x[:, 0], [h0], w, u, b)

@@ -1,0 +1,100 @@
+"""Unit-scaled `GRU`."""
+
+import keras
+
+from keras_unitscale.layers._validation import positive_int
+from keras_unitscale.layers.lstm import _RecurrentWeights, _UnitScaledRNN
+from keras_unitscale.ops.recurrent import gru
+
+
+@keras.saving.register_keras_serializable(package="keras_unitscale")
+class GRU(_UnitScaledRNN):
+    """Gated recurrent unit with unit scaling: drop-in for `keras.layers.GRU`.
+
+    Keras' default GRU (`reset_after=True`, tanh/sigmoid, gates z, r, candidate, the same
+    weight layout and a `[2, 3 * units]` bias) with N(0, 1) weights and zero biases, scaled
+    like the LSTM (`docs/lstm.md`, section GRU):
+    - the input path by `sqrt((1 - eta2) / input_dim)`, the recurrent path by
+      `kappa sqrt(eta2 / units)`, with `eta2` about 0.48 chosen so that the mean-field
+      backward gain through the recurrent kernel is 1/4 (0.54 with the update-gate carry);
+    - the output (and the returned / initial state) is `kappa h`, kappa about 2.7, so that
+      the stationary state, of std `1 / kappa`, comes out unit;
+    - weight gradients are scaled by `n ** -0.5` (`n` = batch x time positions receiving a
+      gradient; batch only when `return_sequences=False`), the recurrent kernel's by `kappa`
+      more.
+    At initialisation (unit-normal inputs and gradients on every output) the output has std
+    near 1 and the input and weight gradient stds lie between 0.5 and 2 for any length.
+    The loop is a plain GRU: Keras' own loop, or the backend's fused GRU where Keras would
+    use it (cuDNN on TensorFlow with a GPU; JAX's scan GRU without a mask).
+
+    Args:
+        units: positive int, size of the output and of the state.
+        dropout, recurrent_dropout: floats in [0, 1), unit-scaled dropout on the inputs and
+            on the recurrent state (one mask per sequence).
+        seed: int seed for the dropout masks.
+        use_bias: whether the gates have biases.
+        constraint: ties the input path's forward scale and input-gradient scale:
+            `"to_output_scale"` (default), `"to_grad_input_scale"`, `"gmean"` or `None`.
+        return_sequences, return_state, go_backwards, stateful, unroll, use_cudnn: as in
+            `keras.layers.GRU`.
+        **kwargs: `name`, `dtype`, `trainable`, `zero_output_for_mask`, ...
+
+    The attribute `fp8` (default None) takes an FP8 simulation for the input projection and
+    the recurrent kernel.
+
+    Example:
+    >>> import numpy as np
+    >>> import keras_unitscale as ku
+    >>> x = np.random.default_rng(0).standard_normal((64, 20, 32)).astype("float32")
+    >>> y = ku.layers.GRU(48, return_sequences=True)(x)
+    >>> tuple(y.shape), bool(0.75 < float(np.std(y)) < 1.33)
+    ((64, 20, 48), True)
+    >>> out, h = ku.layers.GRU(8, return_state=True)(x)
+    >>> tuple(h.shape), bool(np.allclose(out, h))
+    ((64, 8), True)
+    """
+
+    _kind = "gru"
+
+    def __init__(
+        self,
+        units,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        use_bias=True,
+        constraint="to_output_scale",
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        use_cudnn="auto",
+        **kwargs,
+    ):
+        units = positive_int(units, "units")
+        cell = _RecurrentWeights(
+            units,
+            gates=3,
+            bias_rows=2 if use_bias else 0,
+            forget_bias=0.0,
+            state_count=1,
+            dtype=kwargs.get("dtype"),
+            trainable=kwargs.get("trainable", True),
+            name="gru_cell",
+        )
+        super().__init__(
+            cell, units, dropout, recurrent_dropout, seed, use_bias, constraint,
+            return_sequences, return_state, go_backwards, stateful, unroll, use_cudnn,
+            **kwargs,
+        )
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        return gru(
+            sequences,
+            initial_state,
+            self.cell.kernel,
+            self.cell.recurrent_kernel,
+            self.cell.bias,
+            **self._sequence_op_kwargs(sequences, initial_state, mask, training),
+        )
