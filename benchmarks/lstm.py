@@ -1,4 +1,4 @@
-"""Training-step time of `keras_unitscale.layers.LSTM` relative to `keras.layers.LSTM`.
+"""Training-step time of `keras_unitscale.layers.LSTM` (or `GRU`) relative to Keras' own.
 
 The same small model (LSTM -> Dense head, MSE loss, SGD) is trained with `train_on_batch`
 (the compiled train step of `model.fit`: XLA via `jit_compile=True` on TensorFlow, `jax.jit`
@@ -6,8 +6,9 @@ on JAX) on random data, once with each LSTM. Timed rounds of `--steps` steps alt
 between the two models; the reported ratio is the median of the per-round ratios (ours /
 Keras), robust to other load on the machine. Each backend runs in its own subprocess.
 
-    .venv/bin/python benchmarks/lstm.py                    # both backends
+    .venv/bin/python benchmarks/lstm.py                    # LSTM, both backends
     .venv/bin/python benchmarks/lstm.py --backend jax --seq 128
+    .venv/bin/python benchmarks/lstm.py --layer gru
 """
 
 import argparse
@@ -41,7 +42,11 @@ def _measure(args):
             m.train_on_batch(x, y)
         return m
 
-    models = {"ours": model(ku.layers.LSTM), "keras": model(keras.layers.LSTM)}
+    layer = args.layer.upper()
+    models = {
+        "ours": model(getattr(ku.layers, layer)),
+        "keras": model(getattr(keras.layers, layer)),
+    }
     times = {name: [] for name in models}
     for _ in range(args.rounds):
         for name, m in models.items():
@@ -52,6 +57,7 @@ def _measure(args):
     ratios = sorted(o / k for o, k in zip(times["ours"], times["keras"]))
     return {
         "backend": keras.backend.backend(),
+        "layer": layer,
         "ms_per_step_ours": 1e3 * float(np.median(times["ours"])),
         "ms_per_step_keras": 1e3 * float(np.median(times["keras"])),
         "ratio": ratios[len(ratios) // 2],
@@ -61,6 +67,7 @@ def _measure(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["tensorflow", "jax"], action="append")
+    parser.add_argument("--layer", choices=["lstm", "gru"], default="lstm")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seq", type=int, default=64)
     parser.add_argument("--features", type=int, default=128)
@@ -80,7 +87,7 @@ def main():
         )
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(
-            f"{r['backend']:>10}: ours {r['ms_per_step_ours']:.1f} ms/step, "
+            f"{r['layer']} {r['backend']:>10}: ours {r['ms_per_step_ours']:.1f} ms/step, "
             f"keras {r['ms_per_step_keras']:.1f} ms/step, ratio {r['ratio']:.3f} "
             f"(batch {args.batch}, seq {args.seq}, features {args.features}, "
             f"units {args.units})"
@@ -88,7 +95,7 @@ def main():
 
 
 def _passthrough(args):
-    keys = ["batch", "seq", "features", "units", "steps", "rounds"]
+    keys = ["layer", "batch", "seq", "features", "units", "steps", "rounds"]
     return [f"--{k}={getattr(args, k)}" for k in keys]
 
 
