@@ -185,7 +185,7 @@ class LSTM(_UnitScaledRNN):
     - weight gradients are scaled by `n ** -0.5`, `n` the batch x time positions receiving a
       gradient (batch only when `return_sequences=False`), and U's by `kappa` more.
     At initialisation, for unit-normal inputs and unit-normal gradients on every output, the
-    output has std near 1 and the input and weight gradients stds between 0.7 and 1.4, for
+    output has std near 1 and the input and weight gradient stds between 0.7 and 1.5, for
     any sequence length. The scales are folded into the weights once per call, so the loop
     is a plain LSTM (the backend's fused cuDNN kernel where Keras would use it).
 
