@@ -1,0 +1,165 @@
+"""`save_preset`: a backbone or a task to a preset directory (see `layout` for the files)."""
+
+import os
+import shutil
+
+from keras_unitscale.presets import layout
+
+
+def serialize(obj):
+    """`keras.saving.serialize_keras_object` without compile and build state (KerasHub's).
+
+    A preset holds an architecture and weights, not training state: a loaded task is
+    compiled with its own defaults.
+
+    Example:
+    >>> import keras_unitscale as ku
+    >>> config = serialize(ku.models.LSTMBackbone(vocabulary_size=10, hidden_dim=4))
+    >>> config["class_name"], "build_config" in config
+    ('LSTMBackbone', False)
+    """
+    import keras
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()
+                    if k not in ("compile_config", "build_config")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(keras.saving.serialize_keras_object(obj))
+
+
+def tokenizers_of(preprocessor):
+    """`[(slot, tokenizer)]`: the distinct tokenizers a preprocessor holds, by attribute name.
+
+    Example:
+    >>> from keras_unitscale.preprocessors import TextClassifierPreprocessor
+    >>> from keras_unitscale.tokenizers import CharacterTokenizer
+    >>> preprocessor = TextClassifierPreprocessor(CharacterTokenizer.from_corpus(["ab"]), 4)
+    >>> [slot for slot, _ in tokenizers_of(preprocessor)]
+    ['tokenizer']
+    """
+    found = []
+    for slot in layout.TOKENIZER_SLOTS:
+        tokenizer = getattr(preprocessor, slot, None)
+        if tokenizer is not None and all(tokenizer is not t for _, t in found):
+            found.append((slot, tokenizer))
+    return found
+
+
+def head_weights_to_skip(task):
+    """What `task.weights.h5` leaves out: the backbone, the preprocessor, the optimizer."""
+    skip = list(task.backbone._flatten_layers())
+    for other in (task.preprocessor, getattr(task, "optimizer", None)):
+        if other is not None:
+            skip.append(other)
+    return skip
+
+
+def has_head_weights(task):
+    """Whether the task has weights of its own beyond its backbone's (a tied LM head has none).
+
+    Example:
+    >>> import keras_unitscale as ku
+    >>> backbone = ku.models.LSTMBackbone(vocabulary_size=10, hidden_dim=4)
+    >>> has_head_weights(ku.models.TextClassifier(backbone, num_classes=2))
+    True
+    """
+    backbone_ids = {id(w) for w in task.backbone.weights}
+    return any(id(w) not in backbone_ids for w in task.weights)
+
+
+def _prepare_directory(preset_dir, overwrite):
+    if os.path.exists(preset_dir) and not os.path.isdir(preset_dir):
+        raise ValueError(f"Cannot save a preset to {preset_dir}: it is a file, not a directory.")
+    existing = os.listdir(preset_dir) if os.path.isdir(preset_dir) else []
+    if existing and not overwrite:
+        raise ValueError(
+            f"The directory {preset_dir} is not empty ({len(existing)} entries, e.g. "
+            f"{sorted(existing)[0]!r}); pass `overwrite=True` to replace a preset saved there."
+        )
+    # Replace only what a preset consists of: unrelated files stay where they are.
+    for name in layout.preset_files():
+        path = os.path.join(preset_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
+    os.makedirs(preset_dir, exist_ok=True)
+
+
+def save_preset(model, preset_dir, overwrite=False, metadata=None, include_weights=True):
+    """Saves a backbone or a task (with its preprocessor) as a preset directory.
+
+    Writes KerasHub's layout (see `keras_unitscale.presets.layout`): `config.json` and
+    `model.weights.h5` for the backbone; for a task also `task.json`, `task.weights.h5` when
+    the head has weights beyond the backbone, `preprocessor.json`, `tokenizer.json` and the
+    vocabulary under `assets/tokenizer/`; and `metadata.json`. Optimizer state is not saved.
+
+    Args:
+        model: a `keras_unitscale.models.Backbone` or `Task`.
+        preset_dir: the directory; created if needed.
+        overwrite: replace the preset files in a non-empty directory. Without it a
+            non-empty directory is refused; with it only preset files are replaced, other
+            files are left alone.
+        metadata: extra JSON-serialisable fields for `metadata.json` (e.g. `description`,
+            `label_names`, `metrics`).
+        include_weights: False writes an untrained architecture preset: configs only, and
+            `"weights": false` in the metadata, so loading initialises the weights.
+
+    Example:
+    >>> import os, tempfile
+    >>> import keras_unitscale as ku
+    >>> from keras_unitscale.presets import save_preset
+    >>> backbone = ku.models.LSTMBackbone(vocabulary_size=20, hidden_dim=4)
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny")
+    >>> save_preset(backbone, path)
+    >>> sorted(os.listdir(path))
+    ['config.json', 'metadata.json', 'model.weights.h5']
+    """
+    import keras
+
+    from keras_unitscale.models.backbone import Backbone
+    from keras_unitscale.models.task import Task
+
+    if isinstance(model, Task):
+        task, backbone = model, model.backbone
+    elif isinstance(model, Backbone):
+        task, backbone = None, model
+    else:
+        raise ValueError(
+            "`save_preset` saves a keras_unitscale `Backbone` or `Task`; received "
+            f"{type(model).__name__}."
+        )
+    preset_dir = os.fspath(preset_dir)
+    _prepare_directory(preset_dir, overwrite)
+    layout.write_json(os.path.join(preset_dir, layout.CONFIG_FILE), serialize(backbone))
+    if include_weights:
+        backbone.save_weights(os.path.join(preset_dir, layout.MODEL_WEIGHTS_FILE))
+    if task is not None:
+        layout.write_json(os.path.join(preset_dir, layout.TASK_CONFIG_FILE), serialize(task))
+        if include_weights and has_head_weights(task):
+            keras.saving.save_weights(
+                task, os.path.join(preset_dir, layout.TASK_WEIGHTS_FILE),
+                objects_to_skip=head_weights_to_skip(task),
+            )
+        if task.preprocessor is not None:
+            _save_preprocessor(task.preprocessor, preset_dir)
+    layout.write_json(
+        os.path.join(preset_dir, layout.METADATA_FILE),
+        layout.new_metadata(model, backbone, task, {"weights": bool(include_weights),
+                                                    **(metadata or {})}),
+    )
+
+
+def _save_preprocessor(preprocessor, preset_dir):
+    layout.write_json(
+        os.path.join(preset_dir, layout.PREPROCESSOR_CONFIG_FILE), serialize(preprocessor)
+    )
+    for slot, tokenizer in tokenizers_of(preprocessor):
+        layout.write_json(os.path.join(preset_dir, f"{slot}.json"), serialize(tokenizer))
+        assets = os.path.join(preset_dir, layout.ASSETS_DIR, slot)
+        os.makedirs(assets, exist_ok=True)
+        tokenizer.save_assets(assets)

