@@ -1,7 +1,233 @@
-"""The `keras-unitscale` command."""
+"""The `keras-unitscale` command: presets, predict, translate, generate, train, evaluate,
+export and demo.
+
+Imports of Keras and the models happen inside each command, so `--help` stays quick. Errors
+a user can fix come out as one line, `keras-unitscale: error: ...`, with exit status 1
+(argparse's usage errors exit with 2).
+
+Example:
+>>> from keras_unitscale.cli import main
+>>> main(["presets", "--task", "Seq2SeqLM"])  # doctest: +ELLIPSIS
+transformer_tiny ...
+0
+"""
 
 import argparse
+import os
 import sys
+
+TASKS = {
+    "text_classifier": "TextClassifier",
+    "causal_lm": "CausalLM",
+    "seq2seq_lm": "Seq2SeqLM",
+}
+
+
+class CommandError(ValueError):
+    """An error the user can fix, reported as one line."""
+
+
+# Helpers ------------------------------------------------------------------------------------
+def _task_class(name):
+    from keras_unitscale.models.causal_lm import CausalLM
+    from keras_unitscale.models.seq2seq_lm import Seq2SeqLM
+    from keras_unitscale.models.task import Task
+    from keras_unitscale.models.text_classifier import TextClassifier
+
+    return {"TextClassifier": TextClassifier, "CausalLM": CausalLM, "Seq2SeqLM": Seq2SeqLM,
+            "Task": Task}[name]
+
+
+def _load_task(preset, expected=None, command=None):
+    """Loads the task of `preset`; with `expected`, refuses other kinds with a hint."""
+    from keras_unitscale.presets import load_preset, read_metadata
+
+    stored = read_metadata(preset).get("task")
+    if stored is None:
+        raise CommandError(
+            f"{preset} holds only a backbone (an untrained architecture?); "
+            "`keras-unitscale train` makes a task preset from it."
+        )
+    if expected is not None and stored != expected:
+        hints = {"TextClassifier": "predict", "CausalLM": "generate", "Seq2SeqLM": "translate"}
+        raise CommandError(
+            f"`{command}` needs a {expected} preset; {preset} holds a {stored} "
+            f"(use `keras-unitscale {hints.get(stored, 'evaluate')}`)."
+        )
+    return load_preset(_task_class(expected or "Task"), preset)
+
+
+def _data_kind(path):
+    extension = os.path.splitext(path)[1].lower()
+    if extension in (".csv", ".tsv", ".txt"):
+        return extension[1:]
+    raise CommandError(f"--data must be a .csv, .tsv or .txt file; received {path}.")
+
+
+def _read_data(args, task_name, label_names=None):
+    """`(x, y)` for `task_name` from `--data` (y is None for the language models)."""
+    from keras_unitscale.datasets import load_csv, load_text_file
+
+    if not os.path.isfile(args.data):
+        raise CommandError(f"--data {args.data}: no such file.")
+    delimiter = "\t" if _data_kind(args.data) == "tsv" else ","
+    if task_name == "TextClassifier":
+        if _data_kind(args.data) == "txt":
+            raise CommandError(
+                f"{args.data}: a classifier needs texts and labels; give a .csv or .tsv file "
+                f"with columns {args.text_column!r} and {args.label_column!r}."
+            )
+        x, y = load_csv(args.data, args.text_column, args.label_column, delimiter,
+                        label_names=label_names)
+        return x, y
+    if task_name == "CausalLM":
+        if _data_kind(args.data) == "txt":
+            return load_text_file(args.data), None
+        return load_csv(args.data, args.text_column, delimiter=delimiter), None
+    if _data_kind(args.data) == "txt":
+        raise CommandError(
+            f"{args.data}: a translator needs source and target texts; give a .csv or .tsv "
+            f"file with columns {args.source_column!r} and {args.target_column!r}."
+        )
+    source = load_csv(args.data, args.source_column, delimiter=delimiter)
+    target = load_csv(args.data, args.target_column, delimiter=delimiter)
+    return {"encoder_text": source, "decoder_text": target}, None
+
+
+def _labels_to_ids(y):
+    """String labels to ids (sorted names); integer labels pass through."""
+    import numpy as np
+
+    if y.dtype.kind in "iu":
+        return y, None
+    names = sorted({str(label) for label in y})
+    index = {name: i for i, name in enumerate(names)}
+    return np.array([index[str(label)] for label in y], dtype="int32"), names
+
+
+# Commands ---------------------------------------------------------------------------------
+def _presets(args):
+    from keras_unitscale.presets import list_presets
+
+    presets = list_presets(args.task)
+    width = max(map(len, presets), default=0)
+    for name, description in presets.items():
+        print(f"{name:<{width}}  {description}")
+    missing = sorted(set(list_presets(args.task, include_unavailable=True)) - set(presets))
+    if missing:
+        print(f"\nnot trained yet (tools/train_presets.py): {', '.join(missing)}")
+
+
+def _predict(args):
+    import numpy as np
+
+    from keras_unitscale.presets import read_metadata
+
+    classifier = _load_task(args.preset, "TextClassifier", "predict")
+    names = read_metadata(args.preset).get("label_names")
+    logits = classifier.predict(list(args.texts), verbose=0)
+    probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probabilities /= probabilities.sum(axis=-1, keepdims=True)
+    for text, row in zip(args.texts, probabilities):
+        label = int(row.argmax())
+        name = names[label] if names and label < len(names) else str(label)
+        print(f"{name}\t{row[label]:.3f}\t{text}")
+
+
+def _translate(args):
+    translator = _load_task(args.preset, "Seq2SeqLM", "translate")
+    for translation in translator.generate(list(args.texts), max_length=args.max_length):
+        print(translation)
+
+
+def _generate(args):
+    import keras
+
+    model = _load_task(args.preset, "CausalLM", "generate")
+    keras.utils.set_random_seed(args.seed)
+    print(model.generate(args.prompt, max_length=args.max_length, sampler=args.sampler))
+
+
+def _train(args):
+    import keras
+
+    from keras_unitscale.presets import load_preset, read_metadata, save_preset
+
+    task_name = TASKS[args.task]
+    keras.utils.set_random_seed(args.seed)
+    metadata = read_metadata(args.preset)
+    label_names = metadata.get("label_names") if metadata.get("task") == task_name else None
+    x, y = _read_data(args, task_name, label_names)
+    extra = {}
+    if y is not None:
+        y, names = _labels_to_ids(y)
+        label_names = label_names or names
+        if label_names:
+            extra["label_names"] = label_names
+    if metadata.get("task") == task_name:  # Fine-tune a trained task with its preprocessor.
+        model = load_preset(_task_class(task_name), args.preset)
+    elif metadata.get("task"):
+        raise CommandError(
+            f"--preset {args.preset} is a {metadata['task']} preset, not a {task_name} one; "
+            "start from an architecture preset (e.g. transformer_tiny) or a preset of this task."
+        )
+    else:
+        overrides = {"preprocessor": _new_preprocessor(args, task_name, x)}
+        if task_name == "TextClassifier":
+            overrides["num_classes"] = len(label_names) if label_names else int(y.max()) + 1
+        model = load_preset(_task_class(task_name), args.preset, **overrides)
+    output = args.output or f"{args.task}_preset"
+    if os.path.isdir(output) and os.listdir(output) and not args.overwrite:
+        raise CommandError(f"--output {output} is not empty; pass --overwrite to replace it.")
+    model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size,
+              validation_split=args.validation_split)
+    save_preset(model, output, overwrite=args.overwrite, metadata=extra)
+    print(f"saved a {task_name} preset ({model.count_params():,} parameters) to {output}")
+
+
+def _new_preprocessor(args, task_name, x):
+    from keras_unitscale import preprocessors, tokenizers
+
+    kind = {"jieba": tokenizers.JiebaTokenizer, "character": tokenizers.CharacterTokenizer}
+    make = kind[args.tokenizer]
+    length = args.sequence_length
+    if task_name == "TextClassifier":
+        return preprocessors.TextClassifierPreprocessor(make.from_corpus(x), length)
+    if task_name == "CausalLM":
+        return preprocessors.CausalLMPreprocessor(make.from_corpus(x), length)
+    return preprocessors.Seq2SeqLMPreprocessor(
+        make.from_corpus(x["encoder_text"]), make.from_corpus(x["decoder_text"]), length, length
+    )
+
+
+def _evaluate(args):
+    from keras_unitscale.presets import read_metadata
+
+    model = _load_task(args.preset)
+    task_name = type(model).__name__
+    x, y = _read_data(args, task_name, read_metadata(args.preset).get("label_names"))
+    if y is not None and y.dtype.kind not in "iu":
+        raise CommandError(
+            f"{args.data}: labels must be class ids, or names listed in the preset's "
+            "metadata (label_names)."
+        )
+    results = model.evaluate(x, y, batch_size=args.batch_size, verbose=0, return_dict=True)
+    for name, value in results.items():
+        print(f"{name}: {float(value):.4f}")
+
+
+def _export(args):
+    import keras
+
+    model = _load_task(args.preset)
+    export = getattr(type(model), "export", None)
+    if export is None or export is keras.Model.export:
+        raise CommandError(
+            f"export is not available yet for {type(model).__name__} (keras_unitscale.export "
+            "has no exporter for task models)."
+        )
+    model.export(args.directory)
+    print(f"exported {args.preset} to {args.directory}")
 
 
 def _demo(args):
@@ -10,24 +236,121 @@ def _demo(args):
     demo.main(epochs=args.epochs)
 
 
+# Parser -----------------------------------------------------------------------------------
+def _add_data_columns(parser):
+    parser.add_argument("--text-column", default="text",
+                        help="CSV/TSV column of texts (default 'text')")
+    parser.add_argument("--label-column", default="label",
+                        help="CSV/TSV column of labels for a classifier (default 'label')")
+    parser.add_argument("--source-column", default="source",
+                        help="CSV/TSV column of source texts for a translator (default 'source')")
+    parser.add_argument("--target-column", default="target",
+                        help="CSV/TSV column of target texts for a translator (default 'target')")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+
+
 def build_parser():
+    """The argument parser of `keras-unitscale` (one sub-command per job).
+
+    >>> build_parser().parse_args(["predict", "zh_sentiment_lstm", "很好"]).texts
+    ['很好']
+    """
     parser = argparse.ArgumentParser(
-        prog="keras-unitscale", description="Unit-scaled Keras models: demo and tools."
+        prog="keras-unitscale",
+        description="Unit-scaled Keras models: presets, prediction, training and a demo.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="show unit scaling on a small model and train it")
-    demo.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
-    demo.set_defaults(run=_demo)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("presets", help="list the built-in presets",
+                            description="List the built-in presets and their descriptions.")
+    p.add_argument("--task", choices=sorted(TASKS.values()),
+                   help="only the presets this task can load")
+    p.set_defaults(run=_presets)
+
+    p = commands.add_parser("predict", help="classify texts with a TextClassifier preset",
+                            description="Print the label, its probability and the text, one "
+                                        "line per text.")
+    p.add_argument("preset", help="a preset name or directory")
+    p.add_argument("texts", nargs="+", metavar="TEXT")
+    p.set_defaults(run=_predict)
+
+    p = commands.add_parser("translate", help="translate texts with a Seq2SeqLM preset",
+                            description="Print one translation per line (greedy decoding).")
+    p.add_argument("preset", help="a preset name or directory")
+    p.add_argument("texts", nargs="+", metavar="TEXT")
+    p.add_argument("--max-length", type=int, help="most tokens per translation")
+    p.set_defaults(run=_translate)
+
+    p = commands.add_parser("generate", help="continue a prompt with a CausalLM preset",
+                            description="Print the prompt and its continuation.")
+    p.add_argument("preset", help="a preset name or directory")
+    p.add_argument("prompt")
+    p.add_argument("--max-length", type=int, help="total tokens, prompt included")
+    p.add_argument("--sampler", default="greedy", choices=["greedy", "top_k", "top_p", "random"],
+                   help="decoding strategy (default greedy)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the sampler (default 0)")
+    p.set_defaults(run=_generate)
+
+    p = commands.add_parser(
+        "train", help="train a task on a CSV/TSV/text file and save it as a preset",
+        description="Train TASK on --data, starting from --preset: an untrained architecture "
+                    "(a new tokenizer is built from the data) or a preset of the same task "
+                    "(fine-tuned with its tokenizer). Classifiers read --text-column and "
+                    "--label-column; language models a .txt file (one text a line) or "
+                    "--text-column; translators --source-column and --target-column.")
+    p.add_argument("task", choices=sorted(TASKS), help="the kind of model")
+    p.add_argument("--data", required=True, help="a .csv, .tsv or .txt file")
+    p.add_argument("--preset", default="transformer_tiny",
+                   help="starting preset (default transformer_tiny)")
+    p.add_argument("--output", help="preset directory to write (default ./TASK_preset)")
+    p.add_argument("--overwrite", action="store_true", help="replace a preset in --output")
+    p.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
+    p.add_argument("--validation-split", type=float, default=0.0,
+                   help="fraction of --data held out for validation (default 0)")
+    p.add_argument("--tokenizer", choices=["jieba", "character"], default="jieba",
+                   help="tokenizer built for an architecture preset (default jieba)")
+    p.add_argument("--sequence-length", type=int, default=64,
+                   help="tokens per text for a new preprocessor (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_data_columns(p)
+    p.set_defaults(run=_train)
+
+    p = commands.add_parser("evaluate", help="evaluate a task preset on a data file",
+                            description="Print the preset's loss and metrics on --data (same "
+                                        "columns as `train`).")
+    p.add_argument("preset", help="a preset name or directory")
+    p.add_argument("--data", required=True, help="a .csv, .tsv or .txt file")
+    _add_data_columns(p)
+    p.set_defaults(run=_evaluate)
+
+    p = commands.add_parser("export", help="export a task preset for serving",
+                            description="Export the preset's task with its `export()` method.")
+    p.add_argument("preset", help="a preset name or directory")
+    p.add_argument("directory", help="where to write the export")
+    p.set_defaults(run=_export)
+
+    p = commands.add_parser("demo", help="show unit scaling on a small model and train it")
+    p.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
+    p.set_defaults(run=_demo)
     return parser
 
 
 def main(argv=None):
+    """Runs `keras-unitscale` with `argv` (default: the command line); returns the exit code.
+
+    >>> main(["predict", "no_such_preset", "很好"])  # the error goes to stderr
+    1
+    """
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"keras-unitscale: error: {error}", file=sys.stderr)
+    except (ValueError, OSError, ImportError) as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"keras-unitscale: error: {message}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("keras-unitscale: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
