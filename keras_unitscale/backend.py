@@ -161,14 +161,20 @@ def layer_vjp(layer, *inputs, **call_kwargs):
 
 
 def num_replicas_in_sync():
-    """Replicas a `tf.distribute` strategy runs in sync (1 outside one, and on JAX)."""
+    """How many replicas share the batch this code sees: the global batch over the local one.
+
+    Inside `strategy.run` of a `tf.distribute` strategy (where `model.fit` computes), each
+    replica sees `1 / num_replicas_in_sync` of the batch. Everywhere else the whole batch is
+    in view and this is 1: outside a strategy, in its cross-replica context (directly under
+    `strategy.scope()`), and on JAX, whose `keras.distribution` traces one program over
+    global shapes.
+    """
     if backend_name() != "tensorflow":
         return 1
     import tensorflow as tf
 
-    if not tf.distribute.has_strategy():
-        return 1
-    return tf.distribute.get_strategy().num_replicas_in_sync
+    context = tf.distribute.get_replica_context()
+    return 1 if context is None else context.num_replicas_in_sync
 
 
 def concrete_value(x):
@@ -234,3 +240,18 @@ def compile_pure(fn, static_argnums=()):
         return compiled[backend](*args)
 
     return call
+
+
+def cudnn_disables_jit(cell="lstm", unroll=False, use_bias=True):
+    """Whether TensorFlow would run a fused cuDNN RNN kernel, which XLA cannot compile.
+
+    Keras' own LSTM and GRU then turn `jit_compile` off; ours do the same. Never on JAX.
+    """
+    if backend_name() != "tensorflow":
+        return False
+    from keras.src import backend as keras_backend
+
+    reset_after = True if cell == "gru" else None
+    return keras_backend.cudnn_ok(
+        keras.activations.tanh, keras.activations.sigmoid, unroll, use_bias, reset_after
+    )

@@ -41,7 +41,7 @@ import numpy as np
 from keras import ops
 from keras.src import backend as keras_backend
 
-from keras_unitscale.backend import backend_name
+from keras_unitscale.backend import cudnn_disables_jit
 from keras_unitscale.ops.constraints import apply_constraint
 from keras_unitscale.ops.linear import _product
 from keras_unitscale.ops.scale import leading_size, rsqrt_size, scale_bwd, scale_fwd
@@ -204,12 +204,7 @@ def fused_kernel_disables_jit(cell="lstm", unroll=False, use_bias=True):
 
     Mirrors `keras.layers.LSTM` / `GRU`, which then set `supports_jit = False`.
     """
-    if backend_name() != "tensorflow":
-        return False
-    reset_after = True if cell == "gru" else None
-    return keras_backend.cudnn_ok(
-        keras.activations.tanh, keras.activations.sigmoid, unroll, use_bias, reset_after
-    )
+    return cudnn_disables_jit(cell, unroll, use_bias)
 
 
 def _lstm_step(kernel, recurrent_kernel, bias, recurrent_dropout_mask):
