@@ -35,31 +35,31 @@ def test_block_is_unit_scaled(cls, kwargs):
 
 
 def test_residual_taus_follow_the_depth_rule():
-    x = normal((2, 4, 16))
+    shape, enc_shape = (2, 8, 16), (2, 5, 12)
     rule = ku.ops.transformer_residual_taus(3, residual_mult=0.5, residual_attn_ratio=2.0)
     block = ku.layers.TransformerEncoderBlock(
         2, 32, layer_index=2, num_layers=3, residual_mult=0.5, residual_attn_ratio=2.0
     )
-    block(x)
+    block.build(shape)
     assert (block.tau["attention"], block.tau["mlp"]) == pytest.approx(rule[2])
     decoder = ku.layers.TransformerDecoderBlock(2, 32, layer_index=1, num_layers=3)
-    decoder(x, normal((2, 5, 16)))
+    decoder.build(shape, enc_shape)
     assert tuple(decoder.tau[k] for k in ("attention", "cross_attention", "mlp")) == (
         pytest.approx(ku.ops.decoder_residual_taus(3)[1])
     )
     explicit = ku.layers.TransformerDecoderBlock(2, 32, tau_attn=0.3, tau_mlp=0.2)
-    explicit(x, normal((2, 5, 16)))
+    explicit.build(shape, enc_shape)
     assert explicit.tau == {"attention": 0.3, "mlp": 0.2, "cross_attention": 0.3}
 
 
 def test_encoder_padding_does_not_leak():
     block = ku.layers.TransformerEncoderBlock(2, 32)
-    x = normal((2, 7, 16), seed=1)
+    x = normal((2, 8, 16), seed=1)
     y = x.copy()
-    y[:, 5:] = 9.0
-    mask = np.array([[1] * 5 + [0] * 2] * 2, bool)
+    y[:, 6:] = 9.0
+    mask = np.array([[1] * 6 + [0] * 2] * 2, bool)
     out_x, out_y = (np_(block(t, padding_mask=mask)) for t in (x, y))
-    np.testing.assert_allclose(out_x[:, :5], out_y[:, :5], atol=1e-5)
+    np.testing.assert_allclose(out_x[:, :6], out_y[:, :6], atol=1e-5)
 
 
 def test_encoder_reads_keras_masks():
@@ -88,10 +88,10 @@ def test_decoder_is_causal():
 
 def test_decoder_cached_decoding_matches_full_pass():
     block = ku.layers.TransformerDecoderBlock(2, 32, key_dim=8, rotary_max_wavelength=1000)
-    x, enc = normal((2, 7, 16), seed=3), normal((2, 5, 12), seed=4)
+    x, enc = normal((2, 8, 16), seed=3), normal((2, 5, 12), seed=4)
     enc_mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], bool)
     full = np_(block(x, enc, encoder_padding_mask=enc_mask))
-    self_cache = ops.zeros((2, 2, 7, 2, 8))
+    self_cache = ops.zeros((2, 2, 8, 2, 8))
     cross_cache = ops.zeros((2, 2, 5, 2, 8))
     out, self_cache, cross_cache = block(
         x[:, :2], enc, encoder_padding_mask=enc_mask,
@@ -99,7 +99,7 @@ def test_decoder_cached_decoding_matches_full_pass():
         cross_attention_cache=cross_cache, cross_attention_cache_update_index=0,
     )
     steps = [np_(out)]
-    for t in range(2, 7):
+    for t in range(2, 8):
         out, self_cache, cross_cache = block(
             x[:, t : t + 1], enc, encoder_padding_mask=enc_mask,
             self_attention_cache=self_cache, self_attention_cache_update_index=t,
@@ -111,19 +111,19 @@ def test_decoder_cached_decoding_matches_full_pass():
 
 def test_roundtrips(tmp_path):
     encoder = ku.layers.TransformerEncoderBlock(
-        2, 24, key_dim=4, dropout=0.1, normalization="rms_norm", layer_index=1, num_layers=2,
+        2, 32, key_dim=8, dropout=0.1, normalization="rms_norm", layer_index=1, num_layers=2,
         residual_mult=0.7, attention_mult=2.0, use_bias=True, rotary_max_wavelength=100,
         name="enc",
     )
     clone = assert_config_roundtrip(encoder)
     assert clone.layer_index == 1 and clone.rotary_max_wavelength == 100
-    assert_keras_roundtrip(encoder, normal((2, 5, 8)), tmp_path)
+    assert_keras_roundtrip(encoder, normal((2, 8, 16)), tmp_path)
     decoder = ku.layers.TransformerDecoderBlock(
-        2, 24, activation="silu", gated=True, tau_attn=0.5, tau_mlp=0.4, tau_cross=0.3,
+        2, 32, activation="silu", gated=True, tau_attn=0.5, tau_mlp=0.4, tau_cross=0.3,
         name="dec",
     )
     assert assert_config_roundtrip(decoder).tau_cross == 0.3
-    assert_keras_roundtrip(decoder, [normal((2, 5, 8)), normal((2, 3, 6))], tmp_path)
+    assert_keras_roundtrip(decoder, [normal((2, 8, 16)), normal((2, 5, 12))], tmp_path)
 
 
 def test_stack_trains_under_xla():
@@ -172,17 +172,17 @@ def test_bad_arguments_raise(kwargs, match):
 
 
 def test_bad_inputs_raise():
-    block = ku.layers.TransformerDecoderBlock(2, 16)
-    x = normal((2, 4, 8))
+    block = ku.layers.TransformerDecoderBlock(2, 32)
+    x = normal((2, 8, 16))
     with pytest.raises(ValueError, match="decoder_sequence"):
         ku.layers.TransformerDecoderBlock(2, 16)(x[0])
     with pytest.raises(ValueError, match="padding mask must have shape"):
-        block(x, decoder_padding_mask=np.ones((2, 4, 4), bool))
+        block(x, decoder_padding_mask=np.ones((2, 8, 8), bool))
     with pytest.raises(ValueError, match="attention mask must have shape"):
-        block(x, decoder_attention_mask=np.ones((4, 4), bool))
+        block(x, decoder_attention_mask=np.ones((8, 8), bool))
     with pytest.raises(ValueError, match="without cross-attention"):
-        block(x, normal((2, 3, 8)))
+        block(x, normal((2, 5, 12)))
     with pytest.raises(ValueError, match="`tau_cross` needs"):
         ku.layers.TransformerDecoderBlock(2, 16, tau_cross=0.5)
     with pytest.raises(ValueError, match="smaller than `num_heads`"):
-        ku.layers.TransformerEncoderBlock(16, 8)(x)
+        ku.layers.TransformerEncoderBlock(32, 8)(x)
