@@ -115,11 +115,12 @@ def main():
             env=env, capture_output=True, text=True, check=True,
         )
         r = json.loads(out.stdout.strip().splitlines()[-1])
+        kind = "causal" if args.causal else "bidirectional"
         print(
             f"{r['backend']:>10}: ours {r['ms_per_step_ours']:.1f} ms/step, "
             f"keras {r['ms_per_step_keras']:.1f} ms/step, ratio {r['ratio']:.3f} "
             f"({args.blocks} blocks, batch {args.batch}, seq {args.seq}, width {args.width}, "
-            f"heads {args.heads}, hidden {args.hidden}, {'causal' if args.causal else 'bidirectional'})"
+            f"heads {args.heads}, hidden {args.hidden}, {kind})"
         )
 
 
