@@ -1,3 +1,11 @@
 """Models: `UnitScaledModel`, backbones and task models."""
 
 from keras_unitscale.models.unit_scaled_model import DEFAULT_LEARNING_RATE, UnitScaledModel
+from keras_unitscale.models.task import Task
+from keras_unitscale.models.backbones import (
+    Backbone,
+    LSTMBackbone,
+    TransformerDecoderBackbone,
+    TransformerEncoderBackbone,
+)
+from keras_unitscale.models.text_classifier import SequencePooling, TextClassifier

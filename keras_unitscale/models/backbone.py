@@ -1,0 +1,93 @@
+"""`Backbone`: a functional `UnitScaledModel` built from its constructor arguments."""
+
+import keras
+
+from keras_unitscale.models.unit_scaled_model import UnitScaledModel
+
+
+def standardize_dtype(dtype):
+    """A dtype policy as its name (`"mixed_float16"`), which every layer accepts.
+
+    Policy objects are turned into names because some layers (the LSTM's weight cell) record
+    their constructor arguments for serialisation and cannot serialise a policy object.
+    """
+    if dtype is None or isinstance(dtype, str):
+        return dtype
+    if isinstance(dtype, dict):
+        dtype = keras.dtype_policies.deserialize(dtype)
+    if type(dtype) is keras.DTypePolicy or type(dtype).__name__ == "FloatDTypePolicy":
+        return dtype.name
+    return dtype
+
+
+def token_inputs():
+    """The `{"token_ids", "padding_mask"}` inputs every text backbone takes (KerasHub's)."""
+    return {
+        "token_ids": keras.Input(shape=(None,), dtype="int32", name="token_ids"),
+        "padding_mask": keras.Input(shape=(None,), dtype="int32", name="padding_mask"),
+    }
+
+
+@keras.saving.register_keras_serializable(package="keras_unitscale")
+class Backbone(UnitScaledModel):
+    """Base class of the backbones: the network from token ids to hidden states, no head.
+
+    A subclass builds its layers in `__init__` from its arguments, wires them into a
+    functional graph and calls `super().__init__(inputs=..., outputs=..., dtype=dtype)`; its
+    `get_config` adds its own arguments to this class's (`name`, `trainable`, `dtype`), and
+    `from_config` calls the constructor again, as KerasHub's backbones do. Text backbones take
+    `{"token_ids": int [batch, length], "padding_mask": [batch, length]}` (true or 1 on real
+    tokens) and return `[batch, length, hidden_dim]`.
+
+    Args:
+        dtype: a dtype policy (or its name) for every layer, e.g. `"mixed_float16"`.
+        **kwargs: `inputs`, `outputs`, `name`, `trainable` for the functional model.
+
+    Example:
+    >>> import keras, numpy as np
+    >>> import keras_unitscale as ku
+    >>> class BagOfWords(ku.models.Backbone):
+    ...     def __init__(self, vocabulary_size, hidden_dim, dtype=None, **kwargs):
+    ...         embedding = ku.layers.Embedding(vocabulary_size, hidden_dim, dtype=dtype)
+    ...         inputs = keras.Input((None,), dtype="int32")
+    ...         super().__init__(inputs=inputs, outputs=embedding(inputs), dtype=dtype, **kwargs)
+    ...         self.token_embedding = embedding
+    ...         self.vocabulary_size, self.hidden_dim = vocabulary_size, hidden_dim
+    ...     def get_config(self):
+    ...         config = super().get_config()
+    ...         config.update(vocabulary_size=self.vocabulary_size, hidden_dim=self.hidden_dim)
+    ...         return config
+    >>> backbone = BagOfWords(100, 8)
+    >>> clone = BagOfWords.from_config(backbone.get_config())
+    >>> tuple(clone(np.array([[1, 2, 3]])).shape)
+    (1, 3, 8)
+    """
+
+    def __init__(self, *args, dtype=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if dtype is not None:
+            self.dtype_policy = keras.dtype_policies.get(standardize_dtype(dtype))
+
+    @property
+    def token_embedding(self):
+        """The layer that embeds token ids (a `keras_unitscale.layers.Embedding`)."""
+        return getattr(self, "_token_embedding", None)
+
+    @token_embedding.setter
+    def token_embedding(self, value):
+        self._token_embedding = value
+
+    def get_config(self):
+        # Not the functional model's nested graph: the constructor's own arguments.
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "dtype" in config:
+            config["dtype"] = standardize_dtype(config["dtype"])
+        return cls(**config)

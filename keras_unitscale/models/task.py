@@ -1,0 +1,242 @@
+"""`Task`: a backbone, a preprocessor and a head, trained on raw inputs.
+
+`fit`, `evaluate` and `predict` turn arrays of raw inputs into a `tf.data` pipeline, map the
+preprocessor over it (in TensorFlow ops, on every backend) and hand the result to Keras, as
+KerasHub's tasks do. With `preprocessor=None` they are Keras' own.
+"""
+
+import copy
+
+import keras
+
+from keras_unitscale.models.unit_scaled_model import UnitScaledModel
+
+try:  # TensorFlow runs the input pipeline on every backend.
+    import tensorflow as tf
+except ImportError:  # pragma: no cover
+    tf = None
+
+
+def _is_dataset(x):
+    return tf is not None and isinstance(x, tf.data.Dataset)
+
+
+def _has_strings(x):
+    for leaf in keras.tree.flatten(x):
+        if isinstance(leaf, (str, bytes)):
+            return True
+        dtype = getattr(leaf, "dtype", None)
+        kind = getattr(dtype, "kind", None)
+        if (isinstance(kind, str) and kind in "USO") or "string" in str(dtype):
+            return True
+    return False
+
+
+def _num_samples(x):
+    if isinstance(x, (list, tuple)) and not x:
+        return 0
+    leaves = [leaf for leaf in keras.tree.flatten(x) if leaf is not None]
+    if isinstance(x, (list, tuple)) and all(isinstance(v, (str, bytes)) for v in x):
+        return len(x)  # A list of strings is one input, not a structure.
+    sizes = {len(leaf) if hasattr(leaf, "__len__") else int(leaf.shape[0]) for leaf in leaves}
+    return min(sizes) if sizes else 0
+
+
+def _slice(x, start, stop):
+    if isinstance(x, (list, tuple)) and all(isinstance(v, (str, bytes)) for v in x):
+        return x[start:stop]
+    return keras.tree.map_structure(lambda leaf: None if leaf is None else leaf[start:stop], x)
+
+
+def _as_slices(x):
+    # `from_tensor_slices` reads a list as one tensor; `keras.tree` would split it.
+    if isinstance(x, list):
+        return tf.constant(x) if x and isinstance(x[0], (str, bytes)) else x
+    return x
+
+
+@keras.saving.register_keras_serializable(package="keras_unitscale")
+class Task(UnitScaledModel):
+    """Base class of the task models: `backbone` + `preprocessor` + a head.
+
+    A subclass sets `self.backbone` and `self.preprocessor`, builds its head on
+    `backbone.input` and calls `super().__init__(inputs=..., outputs=...)`. Then:
+
+    - `fit`, `evaluate` and `predict` accept raw inputs (arrays or lists of strings, or a
+      batched `tf.data.Dataset` of them, with labels) and apply `preprocessor` inside the
+      input pipeline. Arrays are shuffled each epoch when `fit(shuffle=True)` (the default).
+      Set `task.preprocessor = None` to feed preprocessed inputs instead.
+    - `get_config` holds the serialised backbone and preprocessor, so a `.keras` file
+      restores the whole pipeline, tokenizer vocabulary included (saved as an asset).
+
+    Args:
+        **kwargs: `inputs`, `outputs`, `name` for the functional model.
+
+    Example:
+    >>> import keras, numpy as np
+    >>> import keras_unitscale as ku
+    >>> class Tagger(ku.models.Task):
+    ...     def __init__(self, backbone, preprocessor=None, **kwargs):
+    ...         self.backbone, self.preprocessor = backbone, preprocessor
+    ...         logits = ku.layers.Dense(3, readout=True)(backbone(backbone.input))
+    ...         super().__init__(inputs=backbone.input, outputs=logits, **kwargs)
+    >>> tagger = Tagger(ku.models.LSTMBackbone(vocabulary_size=50, hidden_dim=8))
+    >>> tagger.compile()
+    >>> x = {"token_ids": np.ones((4, 5), "int32"), "padding_mask": np.ones((4, 5), "int32")}
+    >>> tagger.predict(x, verbose=0).shape
+    (4, 5, 3)
+    """
+
+    @property
+    def backbone(self):
+        """The `Backbone` holding the architecture."""
+        return getattr(self, "_backbone", None)
+
+    @backbone.setter
+    def backbone(self, value):
+        self._backbone = value
+
+    @property
+    def preprocessor(self):
+        """The preprocessor applied to raw inputs in `fit`/`evaluate`/`predict`, or None."""
+        return getattr(self, "_preprocessor", None)
+
+    @preprocessor.setter
+    def preprocessor(self, value):
+        self._preprocessor = value
+
+    @property
+    def layers(self):
+        # The preprocessor is not part of the graph: keep it out of `summary()`.
+        return [layer for layer in super().layers if layer is not self.preprocessor]
+
+    def __call__(self, *args, **kwargs):
+        inputs = args[0] if args else kwargs.get("inputs")
+        if _has_strings(inputs):
+            raise ValueError(
+                f"{type(self).__name__} received strings. Calling the model does not "
+                "preprocess: use `predict(x)` (or `fit`/`evaluate`), or call "
+                "`model(model.preprocessor(x))`."
+            )
+        return super().__call__(*args, **kwargs)
+
+    # Input pipeline ---------------------------------------------------------------------
+    def preprocess_samples(self, x, y=None, sample_weight=None):
+        """Maps one batch of raw samples to model inputs (runs inside `tf.data`)."""
+        if self.preprocessor is None:
+            return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+        return self.preprocessor(x, y=y, sample_weight=sample_weight)
+
+    def check_targets(self, y):
+        """Hook for subclasses: raise a `ValueError` for unusable targets (arrays or specs)."""
+
+    def _dataset(self, x, y, sample_weight, batch_size, shuffle=False):
+        if tf is None:  # pragma: no cover
+            raise ImportError("Preprocessing inside `fit` needs TensorFlow's `tf.data`.")
+        if _is_dataset(x):
+            for name, value in (("y", y), ("sample_weight", sample_weight),
+                                ("batch_size", batch_size)):
+                if value is not None:
+                    raise ValueError(
+                        f"When `x` is a `tf.data.Dataset`, do not pass `{name}`; the dataset "
+                        f"yields batches of `(x, y, sample_weight)`. Received {name}={value!r:.60}."
+                    )
+            spec = x.element_spec
+            if isinstance(spec, tuple) and len(spec) > 1:
+                self.check_targets(spec[1])
+            return x.map(self.preprocess_samples, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+                tf.data.AUTOTUNE
+            )
+        if x is None:
+            raise ValueError("`x` must be given: raw inputs or a `tf.data.Dataset`.")
+        n = _num_samples(x)
+        if n == 0:
+            raise ValueError(f"`x` is empty: there is nothing to process. Received x={x!r:.60}.")
+        if y is not None:
+            self.check_targets(y)
+            if _num_samples(y) != n:
+                raise ValueError(
+                    f"`x` and `y` must have the same number of samples; received {n} and "
+                    f"{_num_samples(y)}."
+                )
+        data = keras.utils.pack_x_y_sample_weight(
+            _as_slices(x), None if y is None else _as_slices(y),
+            None if sample_weight is None else _as_slices(sample_weight),
+        )
+        ds = tf.data.Dataset.from_tensor_slices(data)
+        if shuffle:
+            ds = ds.shuffle(n, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size or 32)
+        return ds.map(self.preprocess_samples, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+            tf.data.AUTOTUNE
+        )
+
+    def fit(self, x=None, y=None, batch_size=None, sample_weight=None, validation_data=None,
+            validation_split=0.0, shuffle=True, **kwargs):
+        if self.preprocessor is None:
+            if y is not None and not _is_dataset(x):
+                self.check_targets(y)
+            return super().fit(x, y, batch_size=batch_size, sample_weight=sample_weight,
+                               validation_data=validation_data,
+                               validation_split=validation_split, shuffle=shuffle, **kwargs)
+        if validation_split and validation_data is None:
+            if _is_dataset(x):
+                raise ValueError("`validation_split` needs arrays, not a `tf.data.Dataset`.")
+            # As Keras: the last fraction of the samples, before any shuffling.
+            n = _num_samples(x)
+            cut = int(n * (1.0 - validation_split))
+            if cut in (0, n):
+                raise ValueError(
+                    f"`validation_split={validation_split}` leaves no samples on one side of "
+                    f"the split of {n} samples."
+                )
+            parts = [(v, None if v is None else (_slice(v, 0, cut), _slice(v, cut, n)))
+                     for v in (x, y, sample_weight)]
+            (x, y, sample_weight) = [None if p is None else p[0] for _, p in parts]
+            validation_data = tuple(p[1] for _, p in parts if p is not None)
+        train = self._dataset(x, y, sample_weight, batch_size, shuffle=shuffle)
+        if validation_data is not None:
+            if _is_dataset(validation_data):
+                validation_data = self._dataset(validation_data, None, None, None)
+            else:
+                vx, vy, vw = keras.utils.unpack_x_y_sample_weight(tuple(validation_data))
+                validation_data = self._dataset(vx, vy, vw, batch_size)
+        # Shuffling, if asked, happened in the pipeline (Keras ignores it for datasets).
+        return super().fit(train, validation_data=validation_data, shuffle=False, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None, **kwargs):
+        if self.preprocessor is None or kwargs.get("_use_cached_eval_dataset", False):
+            if y is not None and not _is_dataset(x):
+                self.check_targets(y)
+            return super().evaluate(x, y, batch_size=batch_size, sample_weight=sample_weight,
+                                    **kwargs)
+        return super().evaluate(self._dataset(x, y, sample_weight, batch_size), **kwargs)
+
+    def predict(self, x, batch_size=None, **kwargs):
+        if self.preprocessor is None:
+            return super().predict(x, batch_size=batch_size, **kwargs)
+        return super().predict(self._dataset(x, None, None, batch_size), **kwargs)
+
+    # Config -----------------------------------------------------------------------------
+    def compile_from_config(self, config):
+        # Keras skips a custom `compile` when loading; ours takes Keras' own arguments.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def get_config(self):
+        # Not the functional graph: the constructor's arguments, as KerasHub's tasks.
+        return {
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("backbone", "preprocessor"):
+            if isinstance(config.get(key), dict):
+                # A copy: KerasHub's `from_config`s replace nested configs by objects in place.
+                config[key] = keras.saving.deserialize_keras_object(copy.deepcopy(config[key]))
+        return cls(**config)

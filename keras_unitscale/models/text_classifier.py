@@ -1,0 +1,200 @@
+"""`TextClassifier`: a backbone, a preprocessor and a unit-scaled classification head."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_unitscale import layers
+from keras_unitscale import ops as uops
+from keras_unitscale.layers._validation import positive_int
+from keras_unitscale.models.task import Task
+from keras_unitscale.ops.dropout import validate_rate
+
+POOLINGS = ("mean", "max", "first", "last")
+
+
+@keras.saving.register_keras_serializable(package="keras_unitscale")
+class SequencePooling(keras.layers.Layer):
+    """Pools `[batch, length, dim]` hidden states to `[batch, dim]` over the real tokens.
+
+    - `"mean"`: the average of the real tokens. Its gradient is unit-scaled: every real
+      token receives the pooled gradient itself rather than `1 / n` of it (the forward
+      mean, the backward sum). The hidden states feed nothing else, so no constraint ties
+      the two scales, and the backbone below gets unit gradients at every position, as its
+      own weight-gradient scales assume.
+    - `"max"`: the largest value of each feature over the real tokens.
+    - `"first"`: the first token (a `[CLS]` token for a transformer encoder).
+    - `"last"`: the last real token (for causal or forward-only recurrent backbones).
+
+    Args:
+        pooling: one of `"mean"`, `"max"`, `"first"`, `"last"`.
+
+    Call arguments:
+        hidden: `[batch, length, dim]`.
+        padding_mask: `[batch, length]`, true (or 1) on real tokens (right-padded).
+
+    Example:
+    >>> import numpy as np
+    >>> from keras_unitscale.models.text_classifier import SequencePooling
+    >>> hidden = np.arange(6, dtype="float32").reshape(1, 3, 2)
+    >>> mask = np.array([[1, 1, 0]])
+    >>> np.asarray(SequencePooling("mean")(hidden, mask)).tolist()
+    [[1.0, 2.0]]
+    >>> np.asarray(SequencePooling("last")(hidden, mask)).tolist()
+    [[2.0, 3.0]]
+    """
+
+    def __init__(self, pooling="mean", **kwargs):
+        super().__init__(**kwargs)
+        if pooling not in POOLINGS:
+            raise ValueError(f"`pooling` must be one of {list(POOLINGS)}; received {pooling!r}.")
+        self.pooling = pooling
+        self.supports_masking = True  # takes the padding mask explicitly; returns none
+
+    def compute_mask(self, hidden, mask=None):
+        return None
+
+    def call(self, hidden, padding_mask):
+        mask = ops.cast(padding_mask, "bool")
+        if self.pooling == "first":
+            return hidden[:, 0, :]
+        if self.pooling == "last":
+            last = ops.maximum(ops.sum(ops.cast(mask, "int32"), axis=1) - 1, 0)
+            return ops.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0, :]
+        weights = ops.cast(mask, hidden.dtype)[:, :, None]
+        if self.pooling == "max":
+            lowest = ops.cast(np.finfo(keras.backend.standardize_dtype(hidden.dtype)).min,
+                              hidden.dtype)
+            return ops.max(ops.where(weights > 0, hidden, lowest), axis=1)
+        count = ops.maximum(ops.sum(weights, axis=1), 1.0)
+        # Forward: sum / n. Backward: the pooled gradient to every real token (see above).
+        return uops.scale_fwd(ops.sum(hidden * weights, axis=1), 1.0 / count)
+
+    def compute_output_shape(self, hidden_shape, padding_mask_shape=None):
+        return (hidden_shape[0], hidden_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pooling=self.pooling)
+        return config
+
+
+def _labels(y):
+    """`(numpy dtype, values or None)` of labels: an array, a list, a tensor or a tf spec."""
+    dtype = getattr(y, "dtype", None)
+    if dtype is None:  # a list
+        values = np.asarray(y)
+        return values.dtype, values
+    if hasattr(dtype, "as_numpy_dtype"):  # TensorFlow: a tensor, or a dataset's spec
+        numpy_dtype = np.dtype("O") if dtype.name == "string" else np.dtype(dtype.as_numpy_dtype)
+        return numpy_dtype, y.numpy() if hasattr(y, "numpy") else None
+    if not isinstance(dtype, np.dtype):  # a JAX or Keras dtype
+        dtype = np.dtype(keras.backend.standardize_dtype(dtype))
+    return dtype, np.asarray(y)
+
+
+@keras.saving.register_keras_serializable(package="keras_unitscale")
+class TextClassifier(Task):
+    """Text classification: `backbone` + `preprocessor` + a unit-scaled readout.
+
+    The backbone's hidden states are pooled over the real tokens (`pooling`), passed through
+    unit-scaled dropout and a `keras_unitscale.layers.Dense(num_classes, readout=True)` (u-muP's
+    readout rule, `1 / fan_in`), which gives logits. With a preprocessor, `fit`, `evaluate` and
+    `predict` take raw strings (and integer labels in `[0, num_classes)`); the preprocessor
+    runs inside the `tf.data` input pipeline. `compile()` is called on construction with the
+    defaults below; call it again to change them.
+
+    Args:
+        backbone: a `keras_unitscale.models.Backbone` taking `{"token_ids", "padding_mask"}`.
+        num_classes: number of classes.
+        preprocessor: a `keras_unitscale.preprocessors.TextClassifierPreprocessor`, or None
+            to feed token ids and padding masks yourself.
+        pooling: `"mean"` (default), `"max"`, `"first"` or `"last"`; see `SequencePooling`.
+        dropout: rate of the unit-scaled dropout before the readout.
+        **kwargs: `name`.
+
+    Example:
+    >>> import numpy as np
+    >>> import keras_unitscale as ku
+    >>> from keras_unitscale.preprocessors import TextClassifierPreprocessor
+    >>> from keras_unitscale.tokenizers import JiebaTokenizer
+    >>> texts = ["这本书很好", "质量太差了", "很好很喜欢", "太差了不推荐"]
+    >>> labels = np.array([1, 0, 1, 0])
+    >>> tokenizer = JiebaTokenizer.from_corpus(texts)
+    >>> preprocessor = TextClassifierPreprocessor(tokenizer, sequence_length=8)
+    >>> backbone = ku.models.LSTMBackbone(tokenizer.vocabulary_size(), hidden_dim=16)
+    >>> classifier = ku.models.TextClassifier(backbone, num_classes=2, preprocessor=preprocessor)
+    >>> _ = classifier.fit(texts, labels, epochs=1, verbose=0)
+    >>> classifier.predict(["这本书很好", "太差了"], verbose=0).shape
+    (2, 2)
+    """
+
+    def __init__(self, backbone, num_classes, preprocessor=None, pooling="mean", dropout=0.0,
+                 **kwargs):
+        try:
+            inputs = backbone.input
+        except (AttributeError, ValueError):  # not a model, or one never called
+            inputs = None
+        if not isinstance(backbone, keras.Model) or not isinstance(inputs, dict) or (
+            "padding_mask" not in inputs
+        ):
+            raise ValueError(
+                "`backbone` must be a backbone taking {'token_ids', 'padding_mask'}, e.g. "
+                f"`keras_unitscale.models.LSTMBackbone`; received {backbone!r:.80}."
+            )
+        num_classes = positive_int(num_classes, "num_classes")
+        dropout = validate_rate(dropout, "dropout")
+        dtype = backbone.dtype_policy
+
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        self.pooler = SequencePooling(pooling, dtype=dtype, name="pooling")
+        self.output_dropout = layers.Dropout(dropout, dtype=dtype, name="output_dropout")
+        self.output_dense = layers.Dense(num_classes, readout=True, dtype=dtype, name="logits")
+
+        # === Functional model ===
+        inputs = backbone.input
+        pooled = self.pooler(backbone(inputs), inputs["padding_mask"])
+        outputs = self.output_dense(self.output_dropout(pooled))
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.num_classes = num_classes
+        self.pooling = pooling
+        self.dropout = dropout
+        self.compile()
+
+    def compile(self, optimizer=None, loss=None, metrics="auto", **kwargs):
+        """`UnitScaledModel.compile` (AdamW, learning rate 1e-2, our cross-entropy on logits,
+        no loss scaling) with accuracy as the default metric.
+
+        Args:
+            optimizer, loss: as `UnitScaledModel.compile`.
+            metrics: `"auto"` (accuracy) or Keras metrics.
+            **kwargs: `learning_rate` and the rest of `keras.Model.compile`'s arguments.
+        """
+        if isinstance(metrics, str) and metrics == "auto":
+            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def check_targets(self, y):
+        """Labels must be integer class ids in `[0, num_classes)`."""
+        dtype, values = _labels(y)
+        if dtype.kind not in "iub":
+            raise ValueError(
+                f"Labels `y` must be integer class ids in [0, {self.num_classes}); received "
+                f"dtype {dtype}"
+                + (" (strings: map them to ids first)." if dtype.kind in "USO" else ".")
+            )
+        if values is not None:
+            if values.size and (values.min() < 0 or values.max() >= self.num_classes):
+                raise ValueError(
+                    f"Labels `y` must be in [0, {self.num_classes}) (num_classes="
+                    f"{self.num_classes}); received labels in [{values.min()}, {values.max()}]."
+                )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_classes=self.num_classes, pooling=self.pooling, dropout=self.dropout)
+        return config

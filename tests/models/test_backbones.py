@@ -1,0 +1,155 @@
+import keras
+import numpy as np
+import pytest
+
+import keras_unitscale as ku
+from keras_unitscale.models.backbones import (
+    Backbone,
+    LSTMBackbone,
+    TransformerDecoderBackbone,
+    TransformerEncoderBackbone,
+)
+from roundtrip import assert_config_roundtrip
+
+VOCAB = 50
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _inputs(batch=3, length=7, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, VOCAB, (batch, length)).astype("int32")
+    lengths = np.array([length, length - 2, 3][:batch])
+    mask = (np.arange(length)[None, :] < lengths[:, None]).astype("int32")
+    return {"token_ids": ids * mask, "padding_mask": mask}
+
+
+def _lstm(**kwargs):
+    return LSTMBackbone(VOCAB, hidden_dim=16, num_layers=2, **kwargs)
+
+
+def _encoder(**kwargs):
+    return TransformerEncoderBackbone(
+        VOCAB, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
+        max_sequence_length=8, **kwargs,
+    )
+
+
+def _decoder(**kwargs):
+    return TransformerDecoderBackbone(
+        VOCAB, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
+        max_sequence_length=8, **kwargs,
+    )
+
+
+BACKBONES = {"lstm": _lstm, "encoder": _encoder, "decoder": _decoder}
+_BUILT = {}
+
+
+def _backbone(name):
+    """One backbone of each kind per module (building one is the slow part)."""
+    if name not in _BUILT:
+        keras.utils.set_random_seed(0)
+        _BUILT[name] = BACKBONES[name](dropout=0.1)
+    return _BUILT[name]
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_builds_with_unit_outputs(name):
+    backbone = _backbone(name)
+    assert isinstance(backbone, Backbone) and isinstance(backbone, ku.models.UnitScaledModel)
+    assert set(backbone.input) == {"token_ids", "padding_mask"}
+    assert isinstance(backbone.token_embedding, ku.layers.Embedding)
+    x = _inputs()
+    y = _np(backbone(x))
+    assert y.shape == (3, 7, 16)
+    real = y[x["padding_mask"].astype(bool)]
+    assert 0.5 < float(np.std(real)) < 2.0
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_config_and_keras_roundtrip(name, tmp_path):
+    backbone = _backbone(name)
+    clone = assert_config_roundtrip(backbone)
+    assert type(clone) is type(backbone)
+    x = _inputs()
+    expected = _np(backbone(x))
+    path = str(tmp_path / "backbone.keras")
+    backbone.save(path)
+    restored = keras.saving.load_model(path)
+    assert type(restored) is type(backbone)
+    np.testing.assert_allclose(_np(restored(x)), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["lstm", "encoder"])
+def test_padding_does_not_change_real_positions(name):
+    backbone = _backbone(name)
+    x = _inputs()
+    other = dict(x, token_ids=np.where(x["padding_mask"] > 0, x["token_ids"], 7).astype("int32"))
+    mask = x["padding_mask"].astype(bool)
+    np.testing.assert_allclose(_np(backbone(x))[mask], _np(backbone(other))[mask], atol=1e-5)
+
+
+def test_lstm_unidirectional_and_embedding_dim():
+    backbone = LSTMBackbone(VOCAB, hidden_dim=12, bidirectional=False, embedding_dim=6)
+    assert backbone.token_embedding.output_dim == 6
+    assert _np(backbone(_inputs())).shape == (3, 7, 12)
+    assert isinstance(backbone.lstm_layers[0], ku.layers.LSTM)
+
+
+def test_transformer_residual_taus_follow_the_depth_rule():
+    backbone = _backbone("encoder")
+    for i, block in enumerate(backbone.transformer_layers):
+        expected = ku.ops.transformer_residual_taus(2)[i]
+        assert (block.tau["attention"], block.tau["mlp"]) == pytest.approx(expected)
+
+
+def test_decoder_is_causal():
+    backbone = _backbone("decoder")
+    x = _inputs()
+    x["padding_mask"] = np.ones_like(x["padding_mask"])
+    changed = dict(x, token_ids=x["token_ids"].copy())
+    changed["token_ids"][:, 4:] = 9
+    np.testing.assert_allclose(
+        _np(backbone(x))[:, :4], _np(backbone(changed))[:, :4], rtol=1e-5, atol=1e-5
+    )
+
+
+def test_decoder_cache_matches_full_pass():
+    backbone = _backbone("decoder")
+    ids = _inputs()["token_ids"][:, :6] + 1
+    full = _np(backbone({"token_ids": ids, "padding_mask": np.ones_like(ids)}))
+    cache = backbone.empty_cache(batch_size=3, max_length=6)
+    assert tuple(cache.shape) == (3, 2, 2, 6, 2, 8)
+    hidden, cache = backbone.call_with_cache(ids[:, :4], cache, 0)
+    outputs = [_np(hidden)]
+    for t in (4, 5):
+        hidden, cache = backbone.call_with_cache(ids[:, t : t + 1], cache, t)
+        outputs.append(_np(hidden))
+    np.testing.assert_allclose(np.concatenate(outputs, axis=1), full, rtol=1e-4, atol=1e-4)
+
+
+def test_dtype_policy_and_its_config():
+    backbone = _lstm(dtype=keras.DTypePolicy("mixed_bfloat16"))
+    assert backbone.dtype_policy.name == "mixed_bfloat16"
+    assert backbone.lstm_layers[0].compute_dtype == "bfloat16"
+    clone = LSTMBackbone.from_config(backbone.get_config())
+    assert clone.dtype_policy.name == "mixed_bfloat16"
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: LSTMBackbone(VOCAB, hidden_dim=15), "hidden_dim"),
+        (lambda: LSTMBackbone(0, hidden_dim=16), "vocabulary_size"),
+        (lambda: LSTMBackbone(VOCAB, hidden_dim=16, dropout=1.5), "dropout"),
+        (lambda: TransformerEncoderBackbone(VOCAB, 1, 3, 16, 32), "num_heads"),
+        (lambda: TransformerDecoderBackbone(VOCAB, 1, 2, 16, 32, normalization="x"),
+         "normalization"),
+    ],
+)
+def test_bad_arguments(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

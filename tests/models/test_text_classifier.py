@@ -1,0 +1,180 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_unitscale as ku
+from keras_unitscale.backend import vjp
+from keras_unitscale.models.backbones import LSTMBackbone, TransformerEncoderBackbone
+from keras_unitscale.models.text_classifier import SequencePooling, TextClassifier
+from keras_unitscale.preprocessors import TextClassifierPreprocessor
+from keras_unitscale.tokenizers import JiebaTokenizer
+from roundtrip import assert_config_roundtrip
+
+POSITIVE = ["这本书很好", "质量很好", "很喜欢这本书", "好用推荐", "非常满意"]
+NEGATIVE = ["质量太差了", "很失望", "不推荐这本书", "太差了", "非常不满意"]
+TEXTS = (POSITIVE + NEGATIVE) * 4
+LABELS = np.array(([1] * 5 + [0] * 5) * 4, dtype="int32")
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _classifier(backbone="lstm", **kwargs):
+    tokenizer = JiebaTokenizer.from_corpus(TEXTS)
+    preprocessor = TextClassifierPreprocessor(tokenizer, sequence_length=8)
+    vocab = tokenizer.vocabulary_size()
+    if backbone == "lstm":
+        backbone = LSTMBackbone(vocab, hidden_dim=16)
+    else:
+        backbone = TransformerEncoderBackbone(
+            vocab, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+            max_sequence_length=8,
+        )
+    return TextClassifier(backbone, num_classes=2, preprocessor=preprocessor, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    keras.utils.set_random_seed(0)
+    classifier = _classifier(dropout=0.1)
+    history = classifier.fit(TEXTS, LABELS, batch_size=8, epochs=4, verbose=0,
+                             validation_split=0.2)
+    return classifier, history.history
+
+
+def test_fits_raw_strings_and_the_loss_goes_down(trained):
+    classifier, history = trained
+    assert np.all(np.isfinite(history["loss"]))
+    assert history["loss"][-1] < 0.9 * history["loss"][0], history["loss"]
+    assert "accuracy" in history and len(history["val_accuracy"]) == 4
+    logits = classifier.predict(["这本书很好", "太差了"], verbose=0)
+    assert logits.shape == (2, 2)
+    assert logits[0, 1] - logits[0, 0] > logits[1, 1] - logits[1, 0]
+
+
+def test_evaluate_and_datasets_of_raw_strings(trained):
+    classifier, _ = trained
+    results = classifier.evaluate(TEXTS, LABELS, verbose=0, return_dict=True)
+    assert set(results) == {"loss", "accuracy"}
+    ds = tf.data.Dataset.from_tensor_slices((TEXTS, LABELS)).batch(16)
+    from_dataset = classifier.evaluate(ds, verbose=0, return_dict=True)
+    np.testing.assert_allclose(from_dataset["accuracy"], results["accuracy"])
+    preds = classifier.predict(tf.data.Dataset.from_tensor_slices(TEXTS[:3]).batch(2), verbose=0)
+    np.testing.assert_allclose(preds, classifier.predict(TEXTS[:3], verbose=0), atol=1e-5)
+
+
+def test_keras_file_restores_model_preprocessor_and_vocabulary(trained, tmp_path):
+    classifier, _ = trained
+    path = str(tmp_path / "classifier.keras")
+    classifier.save(path)
+    restored = keras.saving.load_model(path)
+    assert type(restored) is TextClassifier
+    assert restored.preprocessor.tokenizer.get_vocabulary() == (
+        classifier.preprocessor.tokenizer.get_vocabulary()
+    )
+    assert restored.preprocessor.sequence_length == 8
+    np.testing.assert_allclose(
+        restored.predict(TEXTS[:4], verbose=0), classifier.predict(TEXTS[:4], verbose=0),
+        atol=1e-6,
+    )
+    # The restored model is compiled with our defaults.
+    assert restored.compiled and isinstance(restored.loss, ku.losses.SparseCategoricalCrossentropy)
+    assert isinstance(restored.optimizer, keras.optimizers.AdamW)
+
+
+def test_config_roundtrip_and_compile_defaults():
+    classifier = _classifier(pooling="max", dropout=0.2)
+    clone = assert_config_roundtrip(classifier)
+    assert (clone.num_classes, clone.pooling, clone.dropout) == (2, "max", 0.2)
+    assert isinstance(classifier.optimizer, keras.optimizers.AdamW)
+    assert float(_np(classifier.optimizer.learning_rate)) == pytest.approx(1e-2)
+    assert isinstance(classifier.loss, ku.losses.SparseCategoricalCrossentropy)
+    assert classifier.output_dense.readout
+    classifier.compile(learning_rate=3e-3)
+    assert float(_np(classifier.optimizer.learning_rate)) == pytest.approx(3e-3)
+
+
+def test_without_preprocessor_takes_token_ids(trained):
+    classifier, _ = trained
+    preprocessor = classifier.preprocessor
+    x, y = preprocessor(TEXTS[:8], LABELS[:8])
+    x = {k: _np(v) for k, v in x.items()}
+    expected = classifier.predict(TEXTS[:8], verbose=0)
+    classifier.preprocessor = None
+    try:
+        np.testing.assert_allclose(classifier.predict(x, verbose=0), expected, atol=1e-5)
+        assert set(classifier.evaluate(x, _np(y), verbose=0, return_dict=True)) == {
+            "loss", "accuracy"}
+    finally:
+        classifier.preprocessor = preprocessor
+
+
+def test_transformer_classifier_with_first_token_pooling():
+    classifier = _classifier("transformer", pooling="first")
+    assert classifier.predict(TEXTS[:3], verbose=0).shape == (3, 2)
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.array(["pos", "neg"] * 20), "integer class ids"),
+        (LABELS.astype("float32"), "integer class ids"),
+        (LABELS + 2, r"in \[0, 2\)"),
+        (LABELS[:5], "same number"),
+    ],
+)
+def test_bad_labels_raise(labels, message):
+    classifier = _classifier()
+    with pytest.raises(ValueError, match=message):
+        classifier.fit(TEXTS, labels, verbose=0)
+    with pytest.raises(ValueError, match=message):
+        classifier.evaluate(TEXTS, labels, verbose=0)
+
+
+def test_bad_inputs_raise():
+    classifier = _classifier()
+    with pytest.raises(ValueError, match="empty"):
+        classifier.predict([], verbose=0)
+    with pytest.raises(ValueError, match="empty"):
+        classifier.fit([], [], verbose=0)
+    with pytest.raises(ValueError, match="preprocess"):
+        classifier(["这本书很好"])
+    string_labels = tf.data.Dataset.from_tensor_slices((TEXTS, ["a"] * len(TEXTS))).batch(4)
+    with pytest.raises(ValueError, match="integer class ids"):
+        classifier.fit(string_labels, verbose=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        classifier.fit(string_labels, batch_size=4, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda b: TextClassifier(b, num_classes=0), "num_classes"),
+        (lambda b: TextClassifier(b, num_classes=2, pooling="sum"), "pooling"),
+        (lambda b: TextClassifier(b, num_classes=2, dropout=-0.1), "dropout"),
+        (lambda b: TextClassifier(keras.Sequential([keras.layers.Dense(2)]), 2), "backbone"),
+    ],
+)
+def test_bad_arguments(make, message):
+    with pytest.raises(ValueError, match=message):
+        make(LSTMBackbone(20, hidden_dim=8))
+
+
+def test_pooling_values_and_mean_gradient():
+    hidden = np.arange(12, dtype="float32").reshape(2, 3, 2)
+    mask = np.array([[1, 1, 0], [1, 1, 1]], "int32")
+    expected = {
+        "mean": [[1.0, 2.0], [8.0, 9.0]],
+        "max": [[2.0, 3.0], [10.0, 11.0]],
+        "first": [[0.0, 1.0], [6.0, 7.0]],
+        "last": [[2.0, 3.0], [10.0, 11.0]],
+    }
+    for pooling, values in expected.items():
+        np.testing.assert_allclose(_np(SequencePooling(pooling)(hidden, mask)), values)
+    # Mean pooling passes the pooled gradient to every real token (unit), none to padding.
+    pool = SequencePooling("mean")
+    _, pullback = vjp(lambda h: pool(h, mask), hidden)
+    grad = _np(pullback(np.ones((2, 2), "float32"))[0])
+    np.testing.assert_allclose(grad, mask[:, :, None] * np.ones((2, 3, 2)))
