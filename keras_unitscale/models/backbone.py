@@ -3,6 +3,7 @@
 import keras
 
 from keras_unitscale.models.unit_scaled_model import UnitScaledModel
+from keras_unitscale.presets.mixin import PresetMixin
 
 
 def standardize_dtype(dtype):
@@ -29,7 +30,7 @@ def token_inputs():
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
-class Backbone(UnitScaledModel):
+class Backbone(PresetMixin, UnitScaledModel):
     """Base class of the backbones: the network from token ids to hidden states, no head.
 
     A subclass builds its layers in `__init__` from its arguments, wires them into a
@@ -37,7 +38,8 @@ class Backbone(UnitScaledModel):
     `get_config` adds its own arguments to this class's (`name`, `trainable`, `dtype`), and
     `from_config` calls the constructor again, as KerasHub's backbones do. Text backbones take
     `{"token_ids": int [batch, length], "padding_mask": [batch, length]}` (true or 1 on real
-    tokens) and return `[batch, length, hidden_dim]`.
+    tokens) and return `[batch, length, hidden_dim]`. `from_preset` and `save_to_preset`
+    come from `keras_unitscale.presets.PresetMixin`.
 
     Args:
         dtype: a dtype policy (or its name) for every layer, e.g. `"mixed_float16"`.

@@ -10,6 +10,7 @@ import copy
 import keras
 
 from keras_unitscale.models.unit_scaled_model import UnitScaledModel
+from keras_unitscale.presets.mixin import PresetMixin
 
 try:  # TensorFlow runs the input pipeline on every backend.
     import tensorflow as tf
@@ -56,7 +57,7 @@ def _as_slices(x):
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
-class Task(UnitScaledModel):
+class Task(PresetMixin, UnitScaledModel):
     """Base class of the task models: `backbone` + `preprocessor` + a head.
 
     A subclass sets `self.backbone` and `self.preprocessor`, builds its head on
@@ -68,6 +69,7 @@ class Task(UnitScaledModel):
       Set `task.preprocessor = None` to feed preprocessed inputs instead.
     - `get_config` holds the serialised backbone and preprocessor, so a `.keras` file
       restores the whole pipeline, tokenizer vocabulary included (saved as an asset).
+    - `from_preset` and `save_to_preset` come from `keras_unitscale.presets.PresetMixin`.
 
     Args:
         **kwargs: `inputs`, `outputs`, `name` for the functional model.
