@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_unitscale import ops as uops
-from keras_unitscale.backend import get_keras_mask, set_keras_mask
+from keras_unitscale.backend import get_keras_mask, num_replicas_in_sync, set_keras_mask
 
 _MEAN_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
 
@@ -71,7 +71,12 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
             y_true = ops.where(valid, y_true, 0)
             mask = valid if mask is None else ops.logical_and(ops.cast(mask, "bool"), valid)
         if self.reduction in _MEAN_REDUCTIONS:
-            count = None if mask is None else ops.sum(ops.cast(mask, "float32"))
+            # Under `tf.distribute`, Keras divides each replica's masked mean by the number of
+            # replicas too (`scale_loss_for_distribution`): the count the mean runs over is
+            # then `replicas * local valid tokens`, and each token's logit gradient is unit.
+            count = None
+            if mask is not None:
+                count = ops.sum(ops.cast(mask, "float32")) * num_replicas_in_sync()
         else:
             count = 1
         losses = uops.per_token_cross_entropy(y_true, y_pred, count=count)

@@ -10,6 +10,7 @@ each token's gradient by `N`; we multiply it back, so the scale is `N * V / sqrt
 
 from keras import ops
 
+from keras_unitscale.backend import num_replicas_in_sync
 from keras_unitscale.ops.scale import leading_size, scale_bwd, static_scale
 
 
@@ -55,7 +56,9 @@ def sparse_softmax_cross_entropy(labels, logits, sample_weight=None, mask=None):
     """
     if mask is not None:
         mask = ops.cast(mask, "float32")
-        count = ops.sum(mask)
+        # Per replica, as the unmasked mean: this replica's share of a global mean whose
+        # count is taken as `replicas` times the local one (what Keras' losses divide by).
+        count = ops.sum(mask) * num_replicas_in_sync()
     else:
         count = leading_size(labels, trailing_dims=0)
     losses = per_token_cross_entropy(labels, logits, count=count)
