@@ -156,8 +156,8 @@ RECIPES = {
     "zh_en_translator": translator,
     "zh_reviews_gpt": reviews_gpt,
 }
-EPOCHS = {"zh_sentiment_lstm": 3, "zh_sentiment_transformer": 3, "zh_en_translator": 30,
-          "zh_reviews_gpt": 4}
+EPOCHS = {"zh_sentiment_lstm": 3, "zh_sentiment_transformer": 3, "zh_en_translator": 20,
+          "zh_reviews_gpt": 3}
 BATCH_SIZE = 64
 
 

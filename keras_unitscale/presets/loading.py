@@ -386,6 +386,14 @@ def _task_from_backbone_preset(cls, preset_dir, metadata, load_weights, override
             tokenizer = getattr(preprocessor, slot, None)
             if key in _arguments(target) and key not in backbone_over and tokenizer is not None:
                 backbone_over[key] = tokenizer.vocabulary_size()
+    required = [p.name for p in inspect.signature(cls.__init__).parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and p.name not in ("self", "backbone", "preprocessor", *task_over)]
+    if required:
+        raise ValueError(
+            f"{name}.from_preset on the backbone-only preset {preset_dir} needs "
+            f"{', '.join(f'`{r}=`' for r in required)} (e.g. `num_classes=2`)."
+        )
     backbone = _build_backbone(target, inner, backbone_over, preset_dir, metadata, load_weights)
     return cls(backbone=backbone, preprocessor=preprocessor, **task_over)
 

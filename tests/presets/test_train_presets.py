@@ -1,0 +1,37 @@
+"""`tools/train_presets.py --quick`: the training script runs end to end in seconds."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "train_presets", os.path.join(ROOT, "tools", "train_presets.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_trains_evaluates_saves_and_fills_the_card(tmp_path, capsys):
+    from keras_unitscale.models.text_classifier import TextClassifier
+
+    script = _script()
+    assert set(script.RECIPES) == set(script.TRAINED)
+    assert script.main(["zh_sentiment_lstm", "--quick", "--output-dir", str(tmp_path)]) == 0
+    preset = tmp_path / "zh_sentiment_lstm"
+    metadata = json.loads((preset / "metadata.json").read_text(encoding="utf-8"))
+    assert metadata["quick"] is True and metadata["training_time_s"] > 0
+    assert 0.0 <= metadata["metrics"]["test_accuracy"] <= 1.0
+    assert metadata["label_names"] == ["negative", "positive"]
+    card = (tmp_path / "presets.md").read_text(encoding="utf-8")
+    section = card.split("<!-- metrics:zh_sentiment_lstm -->")[1].split("<!-- /metrics")[0]
+    assert "test_accuracy" in section and "To be filled" not in section
+    assert "To be filled" in card.split("<!-- metrics:zh_reviews_gpt -->")[1]  # others untouched
+    classifier = TextClassifier.from_preset(str(preset))
+    logits = classifier.predict(["这本书很好"], verbose=0)
+    assert logits.shape == (1, 2) and np.all(np.isfinite(logits))

@@ -1,0 +1,137 @@
+"""The `keras-unitscale` command: every sub-command on tiny presets saved into a temp dir.
+
+Commands run in-process through `main(argv)` (each subprocess would pay seconds of imports);
+one test runs the installed entry point in a subprocess.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_unitscale.cli import build_parser, main
+from presets.tiny_models import EN, ZH, tiny_causal_lm, tiny_classifier, tiny_seq2seq_lm
+
+COMMANDS = ["presets", "predict", "translate", "generate", "train", "evaluate", "export", "demo"]
+
+
+@pytest.fixture(scope="module")
+def presets(tmp_path_factory):
+    """Tiny random task presets, and untrained architecture presets to train from."""
+    import keras
+
+    from keras_unitscale.models.backbones import LSTMBackbone
+    from keras_unitscale.presets import save_preset
+
+    root = tmp_path_factory.mktemp("cli")
+    keras.utils.set_random_seed(0)
+    save_preset(tiny_classifier(), root / "classifier",
+                metadata={"label_names": ["negative", "positive"]})
+    save_preset(tiny_causal_lm(), root / "causal_lm")
+    save_preset(tiny_seq2seq_lm(), root / "seq2seq_lm")
+    save_preset(LSTMBackbone(10, hidden_dim=4), root / "lstm_arch", include_weights=False)
+    (root / "reviews.csv").write_text(
+        "text,label\n" + "".join(f"{t},{'pos' if i % 2 else 'neg'}\n" for i, t in enumerate(ZH)),
+        encoding="utf-8")
+    (root / "lines.txt").write_text("\n".join(ZH) + "\n", encoding="utf-8")
+    (root / "pairs.tsv").write_text(
+        "zh\ten\n" + "".join(f"{z}\t{e}\n" for z, e in zip(ZH, EN)), encoding="utf-8")
+    return root
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(capsys, command):
+    with pytest.raises(SystemExit) as exit:
+        main([command, "--help"])
+    assert exit.value.code == 0
+    assert f"usage: keras-unitscale {command}" in capsys.readouterr().out
+
+
+def test_presets_lists_names_and_descriptions(capsys):
+    code, out, _ = run(capsys, "presets", "--task", "TextClassifier")
+    assert code == 0
+    assert "transformer_tiny" in out and "untrained" in out and "zh_en_translator" not in out
+
+
+def test_predict_prints_label_probability_and_text(capsys, presets):
+    code, out, _ = run(capsys, "predict", presets / "classifier", ZH[0], ZH[1])
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 2 and lines[1].endswith(ZH[1])
+    label, probability, _ = lines[0].split("\t")
+    assert label in ("negative", "positive") and 0.5 <= float(probability) <= 1.0
+
+
+def test_translate_and_generate_print_text(capsys, presets):
+    code, out, _ = run(capsys, "translate", presets / "seq2seq_lm", ZH[0], ZH[1],
+                       "--max-length", 6)
+    assert code == 0 and len(out.splitlines()) == 2
+    code, out, _ = run(capsys, "generate", presets / "causal_lm", "这本", "--max-length", 6)
+    assert code == 0 and out.startswith("这本")
+
+
+@pytest.mark.parametrize("task, data, options", [
+    ("text_classifier", "reviews.csv", []),
+    ("causal_lm", "lines.txt", ["--tokenizer", "character"]),
+])
+def test_train_then_evaluate(capsys, presets, tmp_path, task, data, options):
+    output = tmp_path / "trained"
+    code, out, err = run(capsys, "train", task, "--data", presets / data, "--preset",
+                         presets / "lstm_arch", "--output", output, "--epochs", 1,
+                         "--sequence-length", 8, *options)
+    assert code == 0, err
+    assert "saved a" in out and os.path.isfile(output / "task.json")
+    code, out, err = run(capsys, "evaluate", output, "--data", presets / data)
+    assert code == 0, err
+    assert "loss: " in out and "accuracy: " in out
+
+
+def test_evaluate_a_translator_on_named_columns(capsys, presets):
+    code, out, err = run(capsys, "evaluate", presets / "seq2seq_lm", "--data",
+                         presets / "pairs.tsv", "--source-column", "zh", "--target-column", "en")
+    assert code == 0, err
+    assert "loss: " in out
+
+
+def test_errors_are_one_readable_line(capsys, presets, tmp_path):
+    cases = [
+        (["predict", "zh_sentimint_lstm", "x"], "did you mean 'zh_sentiment_lstm'"),
+        (["predict", presets / "causal_lm", "x"], "use `keras-unitscale generate`"),
+        (["generate", presets / "lstm_arch", "x"], "holds only a backbone"),
+        (["export", presets / "classifier", tmp_path / "out"], "export is not available yet"),
+        (["evaluate", presets / "classifier", "--data", tmp_path / "nothing.csv"],
+         "no such file"),
+        (["train", "text_classifier", "--data", presets / "reviews.csv", "--preset",
+          presets / "lstm_arch", "--output", presets], "not empty"),
+    ]
+    for argv, expected in cases:
+        code, out, err = run(capsys, *argv)
+        assert code == 1 and not out
+        assert err.startswith("keras-unitscale: error: ") and err.count("\n") == 1, err
+        assert expected in err
+
+
+def test_usage_errors_exit_with_2(capsys):
+    with pytest.raises(SystemExit) as exit:
+        build_parser().parse_args(["train", "image_classifier", "--data", "x.csv"])
+    assert exit.value.code == 2
+    assert "keras-unitscale train: error: argument task" in capsys.readouterr().err
+
+
+def test_the_installed_command_runs(presets):
+    script = os.path.join(os.path.dirname(sys.executable), "keras-unitscale")
+    command = [script] if os.path.exists(script) else [sys.executable, "-m", "keras_unitscale.cli"]
+    result = subprocess.run(
+        command + ["predict", str(presets / "classifier"), ZH[0]],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].endswith(ZH[0])
