@@ -12,6 +12,7 @@ transfers across widths (u-muP): the scales, not the learning rate, absorb the w
 """
 
 
+@keras.saving.register_keras_serializable(package="keras_unitscale")
 class UnitScaledModel(keras.Model):
     """A `keras.Model` with defaults that suit unit-scaled networks.
 
@@ -73,6 +74,19 @@ class UnitScaledModel(keras.Model):
 
             loss = SparseCategoricalCrossentropy()
         super().compile(optimizer=optimizer, loss=loss, auto_scale_loss=auto_scale_loss, **kwargs)
+
+    def compile_from_config(self, config):
+        """Recompiles a loaded model with the optimizer, loss and metrics it was saved with.
+
+        Keras skips this for models whose `compile()` is overridden; ours only changes
+        defaults, so the saved (fully specified) arguments can be passed straight back.
+        """
+        from keras.src.saving import serialization_lib
+
+        config = serialization_lib.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def scale_report(self, x, y=None, **kwargs):
         """Forward and backward scales of every layer on one batch (a `ScaleTable`)."""
