@@ -126,7 +126,9 @@ def layout_map(device_mesh, model_dim="model", data_dim=None, shard_vocabulary=T
     """
     names = tuple(device_mesh.axis_names)
     if model_dim not in names:
-        raise ValueError(f"`model_dim` must be an axis of the mesh {names}; received {model_dim!r}.")
+        raise ValueError(
+            f"`model_dim` must be an axis of the mesh {names}; received {model_dim!r}."
+        )
     if data_dim is not None and (data_dim not in names or data_dim == model_dim):
         raise ValueError(
             f"`data_dim` must be None or another axis of the mesh {names}; received "
