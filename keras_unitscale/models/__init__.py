@@ -2,6 +2,10 @@
 
 from keras_unitscale.models.unit_scaled_model import DEFAULT_LEARNING_RATE, UnitScaledModel
 from keras_unitscale.models.task import Task
+from keras_unitscale.models.generation import GenerativeTask
+from keras_unitscale.models.seq2seq_backbone import Seq2SeqBackbone
+from keras_unitscale.models.seq2seq_lm import Seq2SeqLM
+from keras_unitscale.models.causal_lm import CausalLM
 from keras_unitscale.models.backbones import (
     Backbone,
     LSTMBackbone,

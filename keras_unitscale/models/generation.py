@@ -1,0 +1,299 @@
+"""Text generation shared by the generative tasks: samplers, one compiled decoding function
+per sampler, input checks and the `generate()` driver.
+
+A task subclasses `GenerativeTask` and implements `generate_step(inputs, sampler,
+stop_token_ids)`: one batch of packed prompts in, `{"...token_ids", "...padding_mask"}` out,
+written with `keras.ops` only, so that it compiles whole. `make_generate_function` compiles it
+once per sampler, as KerasHub's `CausalLM` does: `tf.function(jit_compile=True)` on
+TensorFlow; on JAX a `jax.jit` function to which the variables are passed as state (so the
+compiled program does not capture stale weights) and which hands the sampler's new seed state
+back.
+"""
+
+import itertools
+
+import keras
+import keras_hub
+import numpy as np
+from keras import ops
+
+from keras_unitscale.models.task import Task
+
+try:
+    import tensorflow as tf
+except ImportError:  # pragma: no cover
+    tf = None
+
+SAMPLERS = {
+    "greedy": keras_hub.samplers.GreedySampler,
+    "top_k": keras_hub.samplers.TopKSampler,
+    "top_p": keras_hub.samplers.TopPSampler,
+    "random": keras_hub.samplers.RandomSampler,
+}
+
+
+def get_sampler(sampler):
+    """A `keras_hub.samplers.Sampler` from a name in `SAMPLERS` or an instance.
+
+    Example:
+    >>> from keras_unitscale.models.generation import get_sampler
+    >>> type(get_sampler("top_k")).__name__
+    'TopKSampler'
+    """
+    if isinstance(sampler, keras_hub.samplers.Sampler):
+        return sampler
+    if isinstance(sampler, str) and sampler in SAMPLERS:
+        return SAMPLERS[sampler]()
+    raise ValueError(
+        f"`sampler` must be one of {sorted(SAMPLERS)} or a `keras_hub.samplers.Sampler`; "
+        f"received {sampler!r}."
+    )
+
+
+def generated_mask(token_ids, prompt_mask, stop_token_ids):
+    """Mask of the kept positions: the prompt, then generated tokens up to and including the
+    first stop token after the prompt (everything when `stop_token_ids` is None)."""
+    if stop_token_ids is None:
+        return ops.ones_like(token_ids, dtype="bool")
+    stop = ops.zeros_like(token_ids, dtype="bool")
+    for token in stop_token_ids:
+        stop = ops.logical_or(stop, ops.equal(token_ids, token))
+    stop = ops.cast(ops.logical_and(stop, ops.logical_not(prompt_mask)), "int32")
+    after_stop = ops.cumsum(stop, axis=-1) - stop
+    return ops.equal(after_stop, 0)
+
+
+def check_max_length(max_length, prompt_length, limit=None):
+    """`max_length` must be an int longer than the longest prompt and within `limit`."""
+    if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)):
+        raise ValueError(f"`max_length` must be a positive int; received {max_length!r}.")
+    if max_length <= prompt_length:
+        raise ValueError(
+            f"`max_length` ({max_length}) must be longer than the longest prompt, which is "
+            f"{prompt_length} tokens with its start token: nothing could be generated."
+        )
+    if limit is not None and max_length > limit:
+        raise ValueError(
+            f"`max_length` ({max_length}) exceeds the {limit} positions the model was built "
+            "for (its position embedding)."
+        )
+    return int(max_length)
+
+
+def check_texts(inputs, name="prompts"):
+    """Returns `(texts, is_scalar)` for a string or a non-empty batch of strings."""
+    if tf is not None and isinstance(inputs, tf.Tensor):
+        inputs = inputs.numpy()
+    if isinstance(inputs, np.ndarray):
+        inputs = inputs.item() if inputs.ndim == 0 else inputs.tolist()
+    if isinstance(inputs, bytes):
+        inputs = inputs.decode("utf-8")
+    if isinstance(inputs, str):
+        return [inputs], True
+    if not isinstance(inputs, (list, tuple)):
+        raise ValueError(
+            f"`{name}` must be a string or a list of strings; received "
+            f"{type(inputs).__name__}: {inputs!r:.60}."
+        )
+    if not inputs:
+        raise ValueError(f"`{name}` is empty: give at least one string.")
+    texts = []
+    for i, text in enumerate(inputs):
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        if not isinstance(text, str):
+            raise ValueError(
+                f"`{name}` must hold strings; element {i} is {type(text).__name__}: "
+                f"{text!r:.60}."
+            )
+        texts.append(text)
+    return texts, False
+
+
+class GenerativeTask(Task):
+    """Base class of `CausalLM` and `Seq2SeqLM`: training defaults and `generate()`.
+
+    `compile()` adds token accuracy as a weighted metric (padding has weight 0) and a default
+    `sampler` for `generate()` (greedy if never compiled). Subclasses implement `generate_step` and the three prompt
+    hooks `_generate_inputs`, `_generate_outputs` and `_decoder_keys`.
+
+    Example:
+    >>> import keras_unitscale as ku
+    >>> issubclass(ku.models.CausalLM, ku.models.GenerativeTask)
+    True
+    """
+
+    def compile(self, optimizer=None, loss=None, *, weighted_metrics="auto", sampler="greedy",
+                **kwargs):
+        """`UnitScaledModel.compile`, plus `sampler` (the default of `generate()`) and token
+        accuracy as the default `weighted_metrics`."""
+        if weighted_metrics == "auto":
+            weighted_metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        super().compile(optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics,
+                        **kwargs)
+        self.sampler = get_sampler(sampler)
+        self._generate_functions = []  # recompiled: weights or policies may have changed
+
+    def check_targets(self, y):
+        """Labels come from the text with a preprocessor; without one, integer token ids."""
+        name = type(self).__name__
+        if self.preprocessor is not None:
+            raise ValueError(
+                f"{name} makes its labels from the text (the next token at each position): "
+                "pass only `x`, not `y`. To train on your own ids and labels, set "
+                "`preprocessor=None`."
+            )
+        dtype = getattr(y, "dtype", None)
+        try:
+            dtype = keras.backend.standardize_dtype(np.asarray(y).dtype if dtype is None else dtype)
+        except ValueError:
+            dtype = str(dtype)
+        if "int" not in dtype:
+            raise ValueError(
+                f"{name} labels `y` must be integer token ids [batch, length]; received dtype "
+                f"{dtype}."
+            )
+
+    # The compiled decoding function --------------------------------------------------------
+    def generate_step(self, inputs, sampler, stop_token_ids=None):
+        """Decodes one batch of packed prompts; must be compilable (`keras.ops` only)."""
+        raise NotImplementedError
+
+    def _resolve_sampler(self, sampler):
+        if sampler is None:
+            sampler = getattr(self, "sampler", None) or "greedy"
+        if isinstance(sampler, str):
+            # One instance per name, so that a random sampler's seed state carries on.
+            if not hasattr(self, "_named_samplers"):
+                self._named_samplers = {}
+            if sampler not in self._named_samplers:
+                self._named_samplers[sampler] = get_sampler(sampler)
+            return self._named_samplers[sampler]
+        return get_sampler(sampler)
+
+    def make_generate_function(self, sampler):
+        """The compiled `generate_step` for `sampler` (made once, then reused)."""
+        if getattr(self, "_generate_functions", None) is None:
+            self._generate_functions = []
+        for known, function in self._generate_functions:
+            if known is sampler:
+                return function
+        function = self._compile_generate_step(sampler)
+        self._generate_functions.append((sampler, function))
+        return function
+
+    def _compile_generate_step(self, sampler):
+        def step(inputs, stop_token_ids=None):
+            return self.generate_step(inputs, sampler, stop_token_ids)
+
+        backend = keras.config.backend()
+        if self.run_eagerly or backend not in ("tensorflow", "jax"):
+            return step
+        if backend == "tensorflow":
+            return tf.function(step, jit_compile=True)
+
+        import jax
+
+        def stateless(inputs, stop_token_ids, state):
+            sampler_values, trainable, non_trainable = state
+            mapping = itertools.chain(
+                zip(sampler.variables, sampler_values),
+                zip(self.trainable_variables, trainable),
+                zip(self.non_trainable_variables, non_trainable),
+            )
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                outputs = step(inputs, stop_token_ids)
+            new_values = []
+            for variable, value in zip(sampler.variables, sampler_values):
+                current = scope.get_current_value(variable)
+                new_values.append(value if current is None else current)
+            return outputs, new_values
+
+        compiled = jax.jit(stateless, static_argnames=["stop_token_ids"])
+
+        def run(inputs, stop_token_ids=None):
+            state = (
+                [v.value for v in sampler.variables],
+                [v.value for v in self.trainable_variables],
+                [v.value for v in self.non_trainable_variables],
+            )
+            inputs = keras.tree.map_structure(ops.convert_to_tensor, inputs)
+            outputs, values = compiled(inputs, stop_token_ids, state)
+            for variable, value in zip(sampler.variables, values):
+                variable.assign(value)
+            return outputs
+
+        run.jitted = compiled  # for inspection: one XLA program per input shape
+        return run
+
+    # Prompt hooks -------------------------------------------------------------------------
+    def _generate_inputs(self, prompts, max_length):
+        """Raw prompts (checked, batched) -> packed inputs for `generate_step`."""
+        raise NotImplementedError
+
+    def _generate_outputs(self, outputs, inputs, strip_prompt):
+        """Numpy outputs of `generate_step` -> list of strings."""
+        raise NotImplementedError
+
+    def _check_prompts(self, prompts):
+        """Returns `(batch, is_scalar)`; raises `ValueError` on bad prompts."""
+        return check_texts(prompts)
+
+    # The driver ---------------------------------------------------------------------------
+    def generate(self, prompts, max_length=None, sampler=None, stop_token_ids="auto",
+                 strip_prompt=False):
+        """Generates text from prompts (strings in, strings out).
+
+        Args:
+            prompts: a string or a list of strings (see the task for dict prompts); or the
+                packed token ids and padding masks the backbone takes (a dict with its input
+                names), which skips the preprocessor (required when there is none).
+            max_length: total length of each sequence, prompt and start token included;
+                default the preprocessor's sequence length.
+            sampler: `"greedy"`, `"top_k"`, `"top_p"`, `"random"` or a
+                `keras_hub.samplers.Sampler`; default the one given to `compile()`.
+            stop_token_ids: `"auto"` (the tokenizer's end token), a tuple of ids, or `None`
+                to always generate `max_length` tokens.
+            strip_prompt: return only the generated text.
+
+        Returns:
+            A string for one prompt string, else a list of strings; for packed prompts, the
+            dict of generated ids and padding mask as numpy arrays.
+        """
+        input_names = set(self.backbone.input) if isinstance(self.backbone.input, dict) else ()
+        packed = isinstance(prompts, dict) and set(prompts) == input_names
+        if self.preprocessor is None and not packed:
+            raise ValueError(
+                f"{type(self).__name__} has no preprocessor: `prompts` must be a dict of packed "
+                f"token ids and padding masks with keys {sorted(input_names)}; received "
+                f"{type(prompts).__name__}: {prompts!r:.60}."
+            )
+        if isinstance(stop_token_ids, str) and stop_token_ids == "auto":
+            if self.preprocessor is None:
+                raise ValueError(
+                    'stop_token_ids="auto" needs a preprocessor (its tokenizer\'s end token); '
+                    "pass a tuple of ids or None."
+                )
+            stop_token_ids = (self._end_token_id(),)
+        elif stop_token_ids is not None:
+            stop_token_ids = tuple(int(t) for t in stop_token_ids)
+        function = self.make_generate_function(self._resolve_sampler(sampler))
+        if packed:
+            # Already packed: token ids and padding masks, as the backbone takes them.
+            outputs = function(prompts, stop_token_ids=stop_token_ids)
+            return keras.tree.map_structure(ops.convert_to_numpy, outputs)
+        batch, is_scalar = self._check_prompts(prompts)
+        inputs = self._generate_inputs(batch, max_length)
+        outputs = function(inputs, stop_token_ids=stop_token_ids)
+        outputs = keras.tree.map_structure(ops.convert_to_numpy, outputs)
+        inputs = keras.tree.map_structure(ops.convert_to_numpy, inputs)
+        texts = self._generate_outputs(outputs, inputs, strip_prompt)
+        return texts[0] if is_scalar else texts
+
+    def _end_token_id(self):
+        return self.preprocessor.tokenizer.end_token_id
+
+
+def strip_prompt_mask(mask, prompt_mask):
+    """`mask` with the prompt's positions turned off (numpy)."""
+    return np.logical_and(np.asarray(mask, bool), np.logical_not(np.asarray(prompt_mask, bool)))

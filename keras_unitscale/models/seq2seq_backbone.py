@@ -1,0 +1,257 @@
+"""`Seq2SeqBackbone`: a unit-scaled pre-norm transformer encoder-decoder."""
+
+import keras
+from keras import ops
+
+from keras_unitscale import layers
+from keras_unitscale.layers._validation import positive_int
+from keras_unitscale.models.backbone import Backbone, standardize_dtype
+from keras_unitscale.ops.dropout import validate_rate
+
+
+def _inputs(prefix):
+    return {
+        f"{prefix}_token_ids": keras.Input((None,), dtype="int32", name=f"{prefix}_token_ids"),
+        f"{prefix}_padding_mask": keras.Input(
+            (None,), dtype="int32", name=f"{prefix}_padding_mask"
+        ),
+    }
+
+
+@keras.saving.register_keras_serializable(package="keras_unitscale")
+class Seq2SeqBackbone(Backbone):
+    """Transformer encoder-decoder: source ids and target ids in, decoder states out.
+
+    Encoder: token + learned position embedding (unit-scaled sum), `num_encoder_layers`
+    `TransformerEncoderBlock`s, a final norm. Decoder: the same embedding for the target
+    vocabulary, `num_decoder_layers` `TransformerDecoderBlock`s with causal self-attention and
+    cross-attention to the encoder, a final norm. The residual taus follow u-muP's depth rule
+    in each stack (`transformer_residual_taus`, `decoder_residual_taus`). No head: the task
+    (`Seq2SeqLM`) adds the readout.
+
+    For decoding, `encode` runs the encoder once and `call_decoder_with_cache` runs the
+    decoder on new target tokens with KerasHub-layout caches:
+    `[batch, num_decoder_layers, 2, length, num_heads, key_dim]` for self-attention (written
+    at `cache_update_index`) and for cross-attention (filled on the first call, with
+    `cross_attention_cache_update_index=0`, then reused with `None`).
+
+    Args:
+        vocabulary_size: source vocabulary size.
+        num_layers: encoder and decoder depth (unless given separately).
+        num_heads: attention heads.
+        hidden_dim: model width.
+        intermediate_dim: MLP hidden size.
+        max_sequence_length: positions of the learned position embeddings (both sides).
+        decoder_vocabulary_size: target vocabulary size; default `vocabulary_size`.
+        num_encoder_layers, num_decoder_layers: depths; default `num_layers`.
+        dropout: dropout on the embeddings, attention probabilities and branch outputs.
+        activation, gated, normalization: MLP and norm choices of the blocks.
+        residual_mult, residual_attn_ratio: u-muP's residual hyperparameters, per stack (see
+            `keras_unitscale.ops.transformer_residual_taus`, `decoder_residual_taus`).
+        dtype: dtype policy of every layer.
+
+    Call arguments:
+        `{"encoder_token_ids", "encoder_padding_mask", "decoder_token_ids",
+        "decoder_padding_mask"}`, ints `[batch, length]`.
+
+    Returns:
+        Decoder states `[batch, decoder_length, hidden_dim]`.
+
+    Example:
+    >>> import numpy as np
+    >>> import keras_unitscale as ku
+    >>> backbone = ku.models.Seq2SeqBackbone(100, num_layers=1, num_heads=2, hidden_dim=16,
+    ...                                      intermediate_dim=32, max_sequence_length=8)
+    >>> x = {"encoder_token_ids": np.array([[2, 5, 3, 0]]),
+    ...      "encoder_padding_mask": np.array([[1, 1, 1, 0]]),
+    ...      "decoder_token_ids": np.array([[2, 7, 8]]),
+    ...      "decoder_padding_mask": np.array([[1, 1, 1]])}
+    >>> tuple(backbone(x).shape)
+    (1, 3, 16)
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        num_layers,
+        num_heads,
+        hidden_dim,
+        intermediate_dim,
+        max_sequence_length=128,
+        decoder_vocabulary_size=None,
+        num_encoder_layers=None,
+        num_decoder_layers=None,
+        dropout=0.0,
+        activation="gelu",
+        gated=False,
+        normalization="layer_norm",
+        residual_mult=1.0,
+        residual_attn_ratio=1.0,
+        dtype=None,
+        **kwargs,
+    ):
+        dtype = standardize_dtype(dtype)
+        vocabulary_size = positive_int(vocabulary_size, "vocabulary_size")
+        num_layers = positive_int(num_layers, "num_layers")
+        num_heads = positive_int(num_heads, "num_heads")
+        hidden_dim = positive_int(hidden_dim, "hidden_dim")
+        intermediate_dim = positive_int(intermediate_dim, "intermediate_dim")
+        max_sequence_length = positive_int(max_sequence_length, "max_sequence_length")
+        decoder_vocabulary_size = positive_int(
+            decoder_vocabulary_size or vocabulary_size, "decoder_vocabulary_size"
+        )
+        num_encoder_layers = positive_int(num_encoder_layers or num_layers, "num_encoder_layers")
+        num_decoder_layers = positive_int(num_decoder_layers or num_layers, "num_decoder_layers")
+        dropout = validate_rate(dropout, "dropout")
+        if hidden_dim % num_heads:
+            raise ValueError(
+                f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads})."
+            )
+
+        # === Layers ===
+        block = dict(
+            num_heads=num_heads, intermediate_dim=intermediate_dim, dropout=dropout,
+            activation=activation, gated=gated, normalization=normalization,
+            residual_mult=residual_mult, residual_attn_ratio=residual_attn_ratio, dtype=dtype,
+        )
+        self.encoder_embedding = layers.TokenAndPositionEmbedding(
+            vocabulary_size, max_sequence_length, hidden_dim, dtype=dtype,
+            name="encoder_embedding",
+        )
+        self.decoder_embedding = layers.TokenAndPositionEmbedding(
+            decoder_vocabulary_size, max_sequence_length, hidden_dim, dtype=dtype,
+            name="decoder_embedding",
+        )
+        self.encoder_embedding_dropout = layers.Dropout(
+            dropout, dtype=dtype, name="encoder_embedding_dropout"
+        )
+        self.decoder_embedding_dropout = layers.Dropout(
+            dropout, dtype=dtype, name="decoder_embedding_dropout"
+        )
+        self.encoder_layers = [
+            layers.TransformerEncoderBlock(
+                layer_index=i, num_layers=num_encoder_layers, name=f"encoder_layer_{i}", **block
+            )
+            for i in range(num_encoder_layers)
+        ]
+        self.decoder_layers = [
+            layers.TransformerDecoderBlock(
+                layer_index=i, num_layers=num_decoder_layers, name=f"decoder_layer_{i}", **block
+            )
+            for i in range(num_decoder_layers)
+        ]
+        norm = dict(center=False, scale=False, epsilon=1e-5, dtype=dtype)
+        if normalization == "rms_norm":
+            self.encoder_norm = layers.RMSNormalization(1e-5, scale=False, dtype=dtype,
+                                                        name="encoder_norm")
+            self.decoder_norm = layers.RMSNormalization(1e-5, scale=False, dtype=dtype,
+                                                        name="decoder_norm")
+        else:
+            self.encoder_norm = layers.LayerNormalization(name="encoder_norm", **norm)
+            self.decoder_norm = layers.LayerNormalization(name="decoder_norm", **norm)
+
+        # === Functional model ===
+        inputs = {**_inputs("encoder"), **_inputs("decoder")}
+        encoded = self._encode(inputs["encoder_token_ids"], inputs["encoder_padding_mask"])
+        x = self.decoder_embedding_dropout(self.decoder_embedding(inputs["decoder_token_ids"]))
+        decoder_mask = ops.cast(inputs["decoder_padding_mask"], "bool")
+        encoder_mask = ops.cast(inputs["encoder_padding_mask"], "bool")
+        for block_layer in self.decoder_layers:
+            x = block_layer(
+                x, encoded, decoder_padding_mask=decoder_mask, encoder_padding_mask=encoder_mask
+            )
+        outputs = self.decoder_norm(x)
+        super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
+
+        # === Config ===
+        self.token_embedding = self.decoder_embedding.token_embedding
+        self.vocabulary_size = vocabulary_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.max_sequence_length = max_sequence_length
+        self.decoder_vocabulary_size = decoder_vocabulary_size
+        self.num_encoder_layers = num_encoder_layers
+        self.num_decoder_layers = num_decoder_layers
+        self.dropout = dropout
+        self.activation = activation
+        self.gated = bool(gated)
+        self.normalization = normalization
+        self.residual_mult = float(residual_mult)
+        self.residual_attn_ratio = float(residual_attn_ratio)
+
+    def _encode(self, token_ids, padding_mask, training=None):
+        x = self.encoder_embedding_dropout(self.encoder_embedding(token_ids), training=training)
+        mask = ops.cast(padding_mask, "bool")
+        for block_layer in self.encoder_layers:
+            x = block_layer(x, padding_mask=mask, training=training)
+        return self.encoder_norm(x)
+
+    def encode(self, token_ids, padding_mask):
+        """Encoder states `[batch, source_length, hidden_dim]` (inference)."""
+        return self._encode(token_ids, padding_mask, training=False)
+
+    @property
+    def head_dim(self):
+        return self.hidden_dim // self.num_heads
+
+    def empty_cache(self, batch_size, length, dtype=None):
+        """A zero cache `[batch, num_decoder_layers, 2, length, num_heads, head_dim]`."""
+        shape = (batch_size, self.num_decoder_layers, 2, length, self.num_heads, self.head_dim)
+        return ops.zeros(shape, dtype=dtype or self.compute_dtype)
+
+    def call_decoder_with_cache(
+        self,
+        encoder_outputs,
+        encoder_padding_mask,
+        token_ids,
+        self_attention_cache,
+        cache_update_index,
+        cross_attention_cache,
+        cross_attention_cache_update_index=None,
+    ):
+        """Decoder states of `token_ids [batch, T]` placed at `cache_update_index`.
+
+        Returns `(hidden_states, self_attention_cache, cross_attention_cache)`; see the
+        class docstring for the cache layout.
+        """
+        x = self.decoder_embedding(token_ids, start_index=cache_update_index)
+        encoder_mask = ops.cast(encoder_padding_mask, "bool")
+        self_caches, cross_caches = [], []
+        for i, block_layer in enumerate(self.decoder_layers):
+            x, self_cache, cross_cache = block_layer(
+                x,
+                encoder_outputs,
+                encoder_padding_mask=encoder_mask,
+                self_attention_cache=self_attention_cache[:, i],
+                self_attention_cache_update_index=cache_update_index,
+                cross_attention_cache=cross_attention_cache[:, i],
+                cross_attention_cache_update_index=cross_attention_cache_update_index,
+                training=False,
+            )
+            self_caches.append(self_cache)
+            cross_caches.append(cross_cache)
+        hidden = self.decoder_norm(x)
+        return hidden, ops.stack(self_caches, axis=1), ops.stack(cross_caches, axis=1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            vocabulary_size=self.vocabulary_size,
+            num_layers=self.num_layers,
+            num_heads=self.num_heads,
+            hidden_dim=self.hidden_dim,
+            intermediate_dim=self.intermediate_dim,
+            max_sequence_length=self.max_sequence_length,
+            decoder_vocabulary_size=self.decoder_vocabulary_size,
+            num_encoder_layers=self.num_encoder_layers,
+            num_decoder_layers=self.num_decoder_layers,
+            dropout=self.dropout,
+            activation=self.activation,
+            gated=self.gated,
+            normalization=self.normalization,
+            residual_mult=self.residual_mult,
+            residual_attn_ratio=self.residual_attn_ratio,
+        )
+        return config

@@ -1,0 +1,166 @@
+"""`Seq2SeqLM`: an encoder-decoder language model for translation, fitted on raw text pairs."""
+
+import keras
+from keras import ops
+
+from keras_unitscale.models.generation import (
+    GenerativeTask,
+    check_max_length,
+    check_texts,
+    generated_mask,
+    strip_prompt_mask,
+)
+from keras_unitscale.models.lm_head import LMHead
+
+
+@keras.saving.register_keras_serializable(package="keras_unitscale")
+class Seq2SeqLM(GenerativeTask):
+    """Sequence-to-sequence language model: a `Seq2SeqBackbone` and a unit-scaled readout.
+
+    `fit`, `evaluate` and `predict` take `{"encoder_text": [...], "decoder_text": [...]}`
+    (raw strings) when a `Seq2SeqLMPreprocessor` is attached; the loss is next-token
+    cross-entropy on the target (padding has weight 0). `generate` translates: source
+    strings (or `{"encoder_text", "decoder_text"}` with a target prefix to continue) in,
+    target strings out. The encoder runs once; the decoder runs one token a step with a
+    self-attention cache and a cross-attention cache filled on the first step, inside one
+    compiled function (see `keras_unitscale.models.generation`).
+
+    Args:
+        backbone: a `keras_unitscale.models.Seq2SeqBackbone`.
+        preprocessor: a `keras_unitscale.preprocessors.Seq2SeqLMPreprocessor`, or `None` to
+            feed token ids.
+        tie_weights: the readout uses the transpose of the decoder's token embedding table
+            (u-muP readout scale either way).
+
+    Example:
+    >>> import keras_unitscale as ku
+    >>> from keras_unitscale.preprocessors import Seq2SeqLMPreprocessor
+    >>> from keras_unitscale.tokenizers import CharacterTokenizer
+    >>> zh, en = ["我爱猫", "你好"], ["i love cats", "hello"]
+    >>> preprocessor = Seq2SeqLMPreprocessor(
+    ...     CharacterTokenizer.from_corpus(zh), CharacterTokenizer.from_corpus(en), 8, 16)
+    >>> backbone = ku.models.Seq2SeqBackbone(
+    ...     preprocessor.tokenizer.vocabulary_size(), num_layers=1, num_heads=2, hidden_dim=32,
+    ...     intermediate_dim=64, max_sequence_length=16,
+    ...     decoder_vocabulary_size=preprocessor.decoder_tokenizer.vocabulary_size())
+    >>> model = ku.models.Seq2SeqLM(backbone, preprocessor)
+    >>> model.compile()
+    >>> _ = model.fit({"encoder_text": zh, "decoder_text": en}, epochs=2, verbose=0)
+    >>> isinstance(model.generate("我爱猫", max_length=8), str)
+    True
+    """
+
+    def __init__(self, backbone, preprocessor=None, tie_weights=True, **kwargs):
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        self.tie_weights = bool(tie_weights)
+        self.lm_head = LMHead(
+            backbone.decoder_vocabulary_size,
+            embedding=backbone.token_embedding if self.tie_weights else None,
+            dtype=backbone.dtype_policy,
+            name="lm_head",
+        )
+        # === Functional model ===
+        inputs = backbone.input
+        outputs = self.lm_head(backbone(inputs))
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+    # Generation -----------------------------------------------------------------------------
+    def call_decoder_with_cache(self, encoder_outputs, encoder_padding_mask, token_ids,
+                                self_attention_cache, cache_update_index, cross_attention_cache,
+                                cross_attention_cache_update_index=None):
+        """Logits and updated caches for `token_ids` at `cache_update_index`; see
+        `Seq2SeqBackbone.call_decoder_with_cache`."""
+        hidden, self_cache, cross_cache = self.backbone.call_decoder_with_cache(
+            encoder_outputs, encoder_padding_mask, token_ids, self_attention_cache,
+            cache_update_index, cross_attention_cache, cross_attention_cache_update_index,
+        )
+        return self.lm_head(hidden), hidden, self_cache, cross_cache
+
+    def generate_step(self, inputs, sampler, stop_token_ids=None):
+        """Translates one packed batch: the four-key dict of `Seq2SeqLMPreprocessor`."""
+        encoder_mask = inputs["encoder_padding_mask"]
+        token_ids = inputs["decoder_token_ids"]
+        padding_mask = ops.cast(inputs["decoder_padding_mask"], "bool")
+        encoded = self.backbone.encode(inputs["encoder_token_ids"], encoder_mask)
+        batch = ops.shape(token_ids)[0]
+        self_cache = self.backbone.empty_cache(batch, ops.shape(token_ids)[1])
+        cross_cache = self.backbone.empty_cache(batch, ops.shape(encoded)[1])
+        # Seed both caches: a full pass over the decoder ids fills self-attention keys at
+        # 0..length-1 (later positions are rewritten as tokens are chosen) and projects the
+        # encoder states once for cross-attention.
+        _, hidden, self_cache, cross_cache = self.call_decoder_with_cache(
+            encoded, encoder_mask, token_ids, self_cache, 0, cross_cache, 0
+        )
+        index = ops.min(ops.sum(ops.cast(padding_mask, "int32"), axis=-1))
+
+        def next(prompt, cache, index):
+            self_cache, cross_cache = cache
+            token = ops.slice(prompt, [0, index - 1], [ops.shape(prompt)[0], 1])
+            logits, hidden, self_cache, cross_cache = self.call_decoder_with_cache(
+                encoded, encoder_mask, token, self_cache, index - 1, cross_cache, None
+            )
+            return ops.squeeze(logits, 1), ops.squeeze(hidden, 1), (self_cache, cross_cache)
+
+        token_ids = sampler(
+            next=next, prompt=token_ids, cache=(self_cache, cross_cache), index=index,
+            mask=padding_mask, stop_token_ids=stop_token_ids, hidden_states=hidden, model=self,
+        )
+        return {
+            "decoder_token_ids": token_ids,
+            "decoder_padding_mask": generated_mask(token_ids, padding_mask, stop_token_ids),
+        }
+
+    def _check_prompts(self, prompts):
+        if isinstance(prompts, dict):
+            unknown = set(prompts) - {"encoder_text", "decoder_text"}
+            if "encoder_text" not in prompts or unknown:
+                raise ValueError(
+                    "`prompts` as a dict must have 'encoder_text' and optionally "
+                    f"'decoder_text'; received keys {sorted(prompts)}."
+                )
+            source, is_scalar = check_texts(prompts["encoder_text"], "prompts['encoder_text']")
+            batch = {"encoder_text": source}
+            if prompts.get("decoder_text") is not None:
+                target, _ = check_texts(prompts["decoder_text"], "prompts['decoder_text']")
+                if len(target) != len(source):
+                    raise ValueError(
+                        "`prompts['encoder_text']` and `prompts['decoder_text']` must have the "
+                        f"same length; received {len(source)} and {len(target)}."
+                    )
+                batch["decoder_text"] = target
+            return batch, is_scalar
+        source, is_scalar = check_texts(prompts)
+        return {"encoder_text": source}, is_scalar
+
+    def _generate_inputs(self, prompts, max_length):
+        preprocessor = self.preprocessor
+        if max_length is None:
+            max_length = preprocessor.decoder_sequence_length
+        prefix = 1  # [START]
+        if "decoder_text" in prompts:
+            ids = preprocessor.decoder_tokenizer(prompts["decoder_text"])
+            prefix += max(len(row) for row in ids)
+        max_length = check_max_length(
+            max_length, prefix, self.backbone.max_sequence_length
+        )
+        return preprocessor.generate_preprocess(prompts, decoder_sequence_length=max_length)
+
+    def _generate_outputs(self, outputs, inputs, strip_prompt):
+        if strip_prompt:
+            outputs = dict(outputs)
+            outputs["decoder_padding_mask"] = strip_prompt_mask(
+                outputs["decoder_padding_mask"], inputs["decoder_padding_mask"]
+            )
+        texts = self.preprocessor.generate_postprocess(outputs)
+        return [texts] if isinstance(texts, str) else list(texts)
+
+    def _end_token_id(self):
+        return self.preprocessor.decoder_tokenizer.end_token_id
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(tie_weights=self.tie_weights)
+        return config
+
