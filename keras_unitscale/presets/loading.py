@@ -1,12 +1,15 @@
-"""`load_preset`: a backbone or a task from a built-in preset name or a directory path."""
+"""`load_preset`: a backbone or a task from a built-in preset name or a directory path.
+
+This module resolves names, reads metadata and builds backbones, preprocessors and
+tokenizers; `task_loading` builds a task on top of them.
+"""
 
 import importlib
 import inspect
 import os
-import warnings
 
 from keras_unitscale.presets import layout, registry
-from keras_unitscale.presets.saving import head_weights_to_skip, tokenizers_of
+from keras_unitscale.presets.saving import tokenizers_of
 
 # An untrained architecture preset is a size, not weights: a task that needs another kind of
 # backbone builds that kind from the same hyperparameters (task -> stored -> built, extras).
@@ -252,152 +255,6 @@ def load_tokenizer(preset, slot="tokenizer"):
     return tokenizer
 
 
-def _check_lengths(backbone, preprocessor):
-    limit = getattr(backbone, "max_sequence_length", None)
-    if limit is None or preprocessor is None:
-        return
-    for attr in ("sequence_length", "encoder_sequence_length", "decoder_sequence_length"):
-        length = getattr(preprocessor, attr, None)
-        if length is not None and length > limit:
-            raise ValueError(
-                f"The preprocessor's {attr} ({length}) exceeds the backbone's "
-                f"max_sequence_length ({limit}); shorten it or pass a larger "
-                "`max_sequence_length=` (only for an untrained preset)."
-            )
-
-
-# Tasks -------------------------------------------------------------------------------------
-def _route(overrides, task_args, backbone_args, preprocessor_args, task_name):
-    """Splits overrides among the task, the backbone and the preprocessor (in that order)."""
-    parts = ({}, {}, {})
-    for key, value in overrides.items():
-        for part, accepted in zip(parts, (task_args, backbone_args, preprocessor_args)):
-            if key in accepted:
-                part[key] = value
-                break
-        else:
-            raise ValueError(
-                f"Unknown override {key!r} for {task_name}.from_preset; it accepts the task's "
-                f"arguments {sorted(task_args)}, the backbone's {sorted(backbone_args)} and "
-                f"the preprocessor's {sorted(preprocessor_args)}."
-            )
-    return parts
-
-
-def _task_arguments(klass):
-    return (_arguments(klass) | {"preprocessor"}) - {"backbone", "trainable", "dtype"}
-
-
-def _load_task(cls, preset_dir, metadata, load_weights, overrides):
-    import keras
-
-    task_file = os.path.join(preset_dir, layout.TASK_CONFIG_FILE)
-    if metadata.get("task") or os.path.isfile(task_file):
-        config = layout.read_json(preset_dir, layout.TASK_CONFIG_FILE, "the task's config")
-        stored = _registered_class(config, layout.TASK_CONFIG_FILE)
-        if not issubclass(stored, cls):
-            raise ValueError(
-                f"The preset {preset_dir} is a {stored.__name__} preset, not a {cls.__name__} "
-                f"one: load it with {stored.__name__}.from_preset. To put its backbone under "
-                f"a new head: {cls.__name__}(Backbone.from_preset(...), ...)."
-            )
-        config = dict(config["config"])
-        backbone_config = dict(config.pop("backbone"))
-        preprocessor_config = config.pop("preprocessor", None)
-        backbone_class = _registered_class(backbone_config, layout.TASK_CONFIG_FILE)
-        backbone_inner = dict(backbone_config["config"])
-        preprocessor_args = set((preprocessor_config or {}).get("config", {})) - {
-            "name", "trainable", "dtype", "tokenizer", "decoder_tokenizer", "config_file"
-        }
-        task_over, backbone_over, preprocessor_over = _route(
-            overrides, _task_arguments(stored), set(backbone_inner) | _arguments(backbone_class),
-            preprocessor_args, stored.__name__,
-        )
-        if "preprocessor" in task_over:
-            preprocessor = task_over.pop("preprocessor")
-        elif preprocessor_config is not None:
-            preprocessor_config = dict(preprocessor_config)
-            preprocessor_config["config"] = {**preprocessor_config["config"], **preprocessor_over}
-            preprocessor = _load_assets(
-                keras.saving.deserialize_keras_object(preprocessor_config), preset_dir
-            )
-        else:
-            preprocessor = None
-        backbone = _build_backbone(
-            backbone_class, backbone_inner, backbone_over, preset_dir, metadata, load_weights
-        )
-        config.update(task_over)
-        task = stored.from_config({**config, "backbone": backbone, "preprocessor": preprocessor})
-        head = os.path.join(preset_dir, layout.TASK_WEIGHTS_FILE)
-        if load_weights and os.path.isfile(head):
-            _load_head_weights(task, head, task_over)
-    else:
-        task = _task_from_backbone_preset(cls, preset_dir, metadata, load_weights, overrides)
-    _check_lengths(task.backbone, task.preprocessor)
-    if not getattr(task, "compiled", False):
-        task.compile()
-    return task
-
-
-def _load_head_weights(task, path, task_overrides):
-    import keras
-
-    changed = sorted(set(task_overrides) - {"name"})
-    skip = head_weights_to_skip(task)
-    if not changed:
-        keras.saving.load_weights(task, path, objects_to_skip=skip)
-        return
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Keras' own notes on the mismatch; ours follows.
-            keras.saving.load_weights(task, path, objects_to_skip=skip)
-    except ValueError:
-        warnings.warn(
-            f"{type(task).__name__}.from_preset: the head's saved weights do not fit the head "
-            f"built with the overrides {changed}; it keeps its fresh initialisation.",
-            stacklevel=5,
-        )
-
-
-def _task_from_backbone_preset(cls, preset_dir, metadata, load_weights, overrides):
-    name = cls.__name__
-    if name in ("Task", "GenerativeTask"):
-        raise ValueError(
-            f"The preset {preset_dir} holds only a backbone; load it with a task class, e.g. "
-            "TextClassifier.from_preset(preset, num_classes=2)."
-        )
-    tasks = metadata.get("tasks")
-    if tasks is not None and not {k.__name__ for k in cls.__mro__} & set(tasks):
-        raise ValueError(
-            f"The preset {preset_dir} cannot make a {name}; it is meant for {', '.join(tasks)}."
-        )
-    target, inner = _backbone_class_and_config(preset_dir, metadata, None, name)
-    task_over, backbone_over, _ = _route(
-        overrides, _task_arguments(cls), set(inner) | _arguments(target), set(), name
-    )
-    preprocessor = task_over.pop("preprocessor", None)
-    if preprocessor is None and "preprocessor" not in overrides:
-        if os.path.isfile(os.path.join(preset_dir, layout.PREPROCESSOR_CONFIG_FILE)):
-            preprocessor = load_preprocessor(preset_dir)
-    if preprocessor is not None and not metadata.get("weights", True):
-        # Untrained: size the embeddings for the preprocessor's vocabularies.
-        for key, slot in (("vocabulary_size", "tokenizer"),
-                          ("decoder_vocabulary_size", "decoder_tokenizer")):
-            tokenizer = getattr(preprocessor, slot, None)
-            if key in _arguments(target) and key not in backbone_over and tokenizer is not None:
-                backbone_over[key] = tokenizer.vocabulary_size()
-    required = [p.name for p in inspect.signature(cls.__init__).parameters.values()
-                if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-                and p.name not in ("self", "backbone", "preprocessor", *task_over)]
-    if required:
-        raise ValueError(
-            f"{name}.from_preset on the backbone-only preset {preset_dir} needs "
-            f"{', '.join(f'`{r}=`' for r in required)} (e.g. `num_classes=2`)."
-        )
-    backbone = _build_backbone(target, inner, backbone_over, preset_dir, metadata, load_weights)
-    return cls(backbone=backbone, preprocessor=preprocessor, **task_over)
-
-
 # Entry point -----------------------------------------------------------------------------
 def load_preset(cls, preset, load_weights=True, **overrides):
     """Builds `cls` (a backbone or task class) from a preset: what `cls.from_preset` does.
@@ -432,7 +289,9 @@ def load_preset(cls, preset, load_weights=True, **overrides):
     preset_dir = resolve_preset(preset)
     metadata = read_metadata(preset_dir)
     if isinstance(cls, type) and issubclass(cls, Task):
-        return _load_task(cls, preset_dir, metadata, load_weights, overrides)
+        from keras_unitscale.presets.task_loading import load_task
+
+        return load_task(cls, preset_dir, metadata, load_weights, overrides)
     if isinstance(cls, type) and issubclass(cls, Backbone):
         if "preprocessor" in overrides:
             raise ValueError("A backbone has no preprocessor; `preprocessor=` is for tasks.")
