@@ -220,12 +220,6 @@ class Task(PresetMixin, UnitScaledModel):
         return super().predict(self._dataset(x, None, None, batch_size), **kwargs)
 
     # Config -----------------------------------------------------------------------------
-    def compile_from_config(self, config):
-        # Keras skips a custom `compile` when loading; ours takes Keras' own arguments.
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
     def get_config(self):
         # Not the functional graph: the constructor's arguments, as KerasHub's tasks.
         return {
