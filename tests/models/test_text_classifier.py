@@ -178,3 +178,16 @@ def test_pooling_values_and_mean_gradient():
     _, pullback = vjp(lambda h: pool(h, mask), hidden)
     grad = _np(pullback(np.ones((2, 2), "float32"))[0])
     np.testing.assert_allclose(grad, mask[:, :, None] * np.ones((2, 3, 2)))
+
+
+def test_scales_near_unit_at_initialisation():
+    classifier = _classifier()
+    x, y = classifier.preprocessor(TEXTS[:16], LABELS[:16])
+    table = classifier.scale_report(x, y)
+    assert {r["layer"] for r in table} >= {"pooling", "logits", "lstm_backbone/bidirectional_0"}
+    for row in table:
+        if (row["layer"], row["direction"]) == ("logits", "forward"):
+            # The readout's `1 / fan_in`: logits start small (u-muP).
+            assert row["std"] < 0.5
+        else:
+            assert 0.5 < row["std"] < 2.0, row
