@@ -184,7 +184,10 @@ def test_scales_near_unit_at_initialisation():
     classifier = _classifier()
     x, y = classifier.preprocessor(TEXTS, LABELS)
     table = classifier.scale_report(x, y)
-    assert {r["layer"] for r in table} >= {"pooling", "logits", "lstm_backbone/bidirectional_0"}
+    names = {r["layer"] for r in table}
+    # The backbone's own name depends on how many were built before in this process.
+    assert {"pooling", "logits"} <= names
+    assert any(name.endswith("/bidirectional_0") for name in names), names
     for row in table:
         if (row["layer"], row["direction"]) == ("logits", "forward"):
             # The readout's `1 / fan_in`: logits start small (u-muP).
