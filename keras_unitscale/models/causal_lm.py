@@ -41,6 +41,7 @@ class CausalLM(GenerativeTask):
         tie_weights: the readout uses the transpose of the token embedding table (needs
             `embedding_dim == hidden_dim` for an LSTM backbone); else its own N(0, 1) kernel.
             The u-muP readout scale `1 / hidden_dim` applies either way.
+        output_mult: u-muP's output multiplier on the logits (see `LMHead`).
 
     Example:
     >>> import keras_unitscale as ku
@@ -59,7 +60,7 @@ class CausalLM(GenerativeTask):
     True
     """
 
-    def __init__(self, backbone, preprocessor=None, tie_weights=True, **kwargs):
+    def __init__(self, backbone, preprocessor=None, tie_weights=True, output_mult=1.0, **kwargs):
         if _is_lstm_backbone(backbone):
             if getattr(backbone, "bidirectional", False):
                 raise ValueError(
@@ -83,6 +84,7 @@ class CausalLM(GenerativeTask):
         self.lm_head = LMHead(
             backbone.vocabulary_size,
             embedding=backbone.token_embedding if self.tie_weights else None,
+            output_mult=output_mult,
             dtype=backbone.dtype_policy,
             name="lm_head",
         )
@@ -190,5 +192,5 @@ class CausalLM(GenerativeTask):
 
     def get_config(self):
         config = super().get_config()
-        config.update(tie_weights=self.tie_weights)
+        config.update(tie_weights=self.tie_weights, output_mult=self.lm_head.output_mult)
         return config

@@ -21,6 +21,9 @@ class LMHead(keras.layers.Layer):
     Args:
         vocabulary_size: number of logits.
         embedding: a `keras_unitscale.layers.Embedding` to tie to, or `None`.
+        output_mult: u-muP's output multiplier: the logits are multiplied by it. At 1 they
+            start with std `hidden ** -0.5` and, under one global Adam step, move `hidden`
+            times slower than a matmul's output would; a larger value speeds them up.
 
     Example:
     >>> import numpy as np
@@ -33,10 +36,15 @@ class LMHead(keras.layers.Layer):
     ((1, 3, 50), 0, 3)
     """
 
-    def __init__(self, vocabulary_size, embedding=None, **kwargs):
+    def __init__(self, vocabulary_size, embedding=None, output_mult=1.0, **kwargs):
         kwargs.pop("tied", None)
         super().__init__(**kwargs)
         self.vocabulary_size = positive_int(vocabulary_size, "vocabulary_size")
+        if isinstance(output_mult, bool) or not isinstance(output_mult, (int, float)) or (
+            output_mult <= 0
+        ):
+            raise ValueError(f"`output_mult` must be a positive number; received {output_mult!r}.")
+        self.output_mult = float(output_mult)
         if embedding is not None:
             if getattr(embedding, "input_dim", None) != self.vocabulary_size:
                 raise ValueError(
@@ -63,12 +71,15 @@ class LMHead(keras.layers.Layer):
 
     def call(self, inputs):
         kernel = ops.transpose(self._table()) if self.tied else self.kernel
-        return uops.readout(inputs, kernel)
+        logits = uops.readout(inputs, kernel)
+        return logits if self.output_mult == 1.0 else uops.scale_fwd(logits, self.output_mult)
 
     def compute_output_shape(self, inputs_shape):
         return tuple(inputs_shape[:-1]) + (self.vocabulary_size,)
 
     def get_config(self):
         config = super().get_config()
-        config.update(vocabulary_size=self.vocabulary_size, tied=self.tied)
+        config.update(
+            vocabulary_size=self.vocabulary_size, tied=self.tied, output_mult=self.output_mult
+        )
         return config

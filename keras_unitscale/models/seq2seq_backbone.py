@@ -48,6 +48,8 @@ class Seq2SeqBackbone(Backbone):
         activation, gated, normalization: MLP and norm choices of the blocks.
         residual_mult, residual_attn_ratio: u-muP's residual hyperparameters, per stack (see
             `keras_unitscale.ops.transformer_residual_taus`, `decoder_residual_taus`).
+        attention_mult: u-muP's attention multiplier: logits are `attention_mult / head_dim`
+            times `q . k` (`sqrt(head_dim)` gives the standard `1 / sqrt(head_dim)`).
         dtype: dtype policy of every layer.
 
     Call arguments:
@@ -87,6 +89,7 @@ class Seq2SeqBackbone(Backbone):
         normalization="layer_norm",
         residual_mult=1.0,
         residual_attn_ratio=1.0,
+        attention_mult=1.0,
         dtype=None,
         **kwargs,
     ):
@@ -112,7 +115,8 @@ class Seq2SeqBackbone(Backbone):
         block = dict(
             num_heads=num_heads, intermediate_dim=intermediate_dim, dropout=dropout,
             activation=activation, gated=gated, normalization=normalization,
-            residual_mult=residual_mult, residual_attn_ratio=residual_attn_ratio, dtype=dtype,
+            residual_mult=residual_mult, residual_attn_ratio=residual_attn_ratio,
+            attention_mult=attention_mult, dtype=dtype,
         )
         self.encoder_embedding = layers.TokenAndPositionEmbedding(
             vocabulary_size, max_sequence_length, hidden_dim, dtype=dtype,
@@ -180,6 +184,7 @@ class Seq2SeqBackbone(Backbone):
         self.normalization = normalization
         self.residual_mult = float(residual_mult)
         self.residual_attn_ratio = float(residual_attn_ratio)
+        self.attention_mult = float(attention_mult)
 
     def _encode(self, token_ids, padding_mask, training=None):
         x = self.encoder_embedding_dropout(self.encoder_embedding(token_ids), training=training)
@@ -253,5 +258,6 @@ class Seq2SeqBackbone(Backbone):
             normalization=self.normalization,
             residual_mult=self.residual_mult,
             residual_attn_ratio=self.residual_attn_ratio,
+            attention_mult=self.attention_mult,
         )
         return config

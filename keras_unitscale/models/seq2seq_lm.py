@@ -31,6 +31,7 @@ class Seq2SeqLM(GenerativeTask):
             feed token ids.
         tie_weights: the readout uses the transpose of the decoder's token embedding table
             (u-muP readout scale either way).
+        output_mult: u-muP's output multiplier on the logits (see `LMHead`).
 
     Example:
     >>> import keras_unitscale as ku
@@ -50,7 +51,7 @@ class Seq2SeqLM(GenerativeTask):
     True
     """
 
-    def __init__(self, backbone, preprocessor=None, tie_weights=True, **kwargs):
+    def __init__(self, backbone, preprocessor=None, tie_weights=True, output_mult=1.0, **kwargs):
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor
@@ -58,6 +59,7 @@ class Seq2SeqLM(GenerativeTask):
         self.lm_head = LMHead(
             backbone.decoder_vocabulary_size,
             embedding=backbone.token_embedding if self.tie_weights else None,
+            output_mult=output_mult,
             dtype=backbone.dtype_policy,
             name="lm_head",
         )
@@ -161,6 +163,6 @@ class Seq2SeqLM(GenerativeTask):
 
     def get_config(self):
         config = super().get_config()
-        config.update(tie_weights=self.tie_weights)
+        config.update(tie_weights=self.tie_weights, output_mult=self.lm_head.output_mult)
         return config
 
