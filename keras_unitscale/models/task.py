@@ -57,6 +57,12 @@ def _as_slices(x):
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
+def _bool_to_int(value):
+    if isinstance(value, tf.Tensor) and value.dtype == tf.bool:
+        return tf.cast(value, "int32")
+    return value
+
+
 class Task(PresetMixin, UnitScaledModel):
     """Base class of the task models: `backbone` + `preprocessor` + a head.
 
@@ -124,10 +130,18 @@ class Task(PresetMixin, UnitScaledModel):
 
     # Input pipeline ---------------------------------------------------------------------
     def preprocess_samples(self, x, y=None, sample_weight=None):
-        """Maps one batch of raw samples to model inputs (runs inside `tf.data`)."""
-        if self.preprocessor is None:
-            return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
-        return self.preprocessor(x, y=y, sample_weight=sample_weight)
+        """Maps one batch of raw samples to model inputs (runs inside `tf.data`).
+
+        Boolean inputs (the preprocessors' padding masks) leave as int32: under a
+        `tf.distribute` strategy Keras reduces the first batch across replicas to build the
+        model, and TensorFlow cannot sum booleans. The backbones take either dtype.
+        """
+        if self.preprocessor is not None:
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(
+                self.preprocessor(x, y=y, sample_weight=sample_weight)
+            )
+        x = keras.tree.map_structure(_bool_to_int, x)
+        return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
 
     def check_targets(self, y):
         """Hook for subclasses: raise a `ValueError` for unusable targets (arrays or specs)."""

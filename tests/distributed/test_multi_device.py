@@ -20,11 +20,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOLERANCE = 1e-5  # float32; the measured differences are near 1e-6
 
 
-def run_scenario(script):
+def run_scenario(script, *args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("KERAS_BACKEND", None)  # the script sets its own
     proc = subprocess.run(
-        [sys.executable, os.path.join(HERE, script)],
+        [sys.executable, os.path.join(HERE, script), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -100,3 +100,18 @@ def test_keras_distribution_matches_one_device():
     assert shardings["encoder_block/mlp/down/kernel"] == "P('model', 'batch')"
     assert by_name["gate/kernel"] == "P('batch', 'model')"
     assert len(shardings) == 19, sorted(shardings)
+
+
+def test_every_task_fits_raw_strings_under_a_strategy():
+    """`tasks_fit.py`: TextClassifier (LSTM, transformer), Seq2SeqLM and CausalLM under
+    MirroredStrategy (TF) or DataParallel (JAX) on 2 devices, against one device."""
+    backend = keras.backend.backend()
+    r = run_scenario("tasks_fit.py", backend)
+    assert r["replicas"] == 2
+    tasks = {"classifier_lstm", "classifier_transformer", "seq2seq_lm", "causal_lm"}
+    assert tasks <= set(r)
+    for task in tasks:
+        result = r[task]
+        assert_same_losses(list(zip(result["reference_losses"], result["losses"])), task)
+        assert result["weight_diff"] <= TOLERANCE, (task, result)
+        assert result["moved"] > 0.1, (task, result)  # the steps did train
