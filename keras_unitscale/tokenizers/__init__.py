@@ -3,7 +3,8 @@
 - `JiebaTokenizer`: Chinese word segmentation with jieba, vocabulary built from a corpus.
 - `CharacterTokenizer`: one id per character, vocabulary built from a corpus.
 - `WordPieceTokenizer` / `train_word_piece`, `SentencePieceTokenizer` / `train_sentence_piece`:
-  KerasHub's subword tokenizers with the same special-token ids, and trainers.
+  KerasHub's subword tokenizers with the same special-token ids, and trainers;
+  `tidy_detokenized` closes the spaces WordPiece leaves around punctuation.
 - `VocabularyTokenizer`: the base class of the first two; `build_vocabulary` counts tokens.
 
 Every tokenizer exposes `pad_token_id`, `unknown_token_id`, `start_token_id`, `end_token_id`
@@ -19,7 +20,11 @@ from keras_unitscale.tokenizers.sentence_piece_tokenizer import (
 )
 from keras_unitscale.tokenizers.vocabulary import SPECIAL_TOKENS, build_vocabulary
 from keras_unitscale.tokenizers.vocabulary_tokenizer import VocabularyTokenizer
-from keras_unitscale.tokenizers.word_piece_tokenizer import WordPieceTokenizer, train_word_piece
+from keras_unitscale.tokenizers.word_piece_tokenizer import (
+    WordPieceTokenizer,
+    tidy_detokenized,
+    train_word_piece,
+)
 
 __all__ = [
     "CharacterTokenizer",
@@ -31,4 +36,5 @@ __all__ = [
     "build_vocabulary",
     "train_sentence_piece",
     "train_word_piece",
+    "tidy_detokenized",
 ]

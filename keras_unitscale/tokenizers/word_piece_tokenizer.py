@@ -1,5 +1,7 @@
 """KerasHub's WordPiece tokenizer with our special tokens, and a trainer for it."""
 
+import re
+
 import keras
 import keras_hub
 
@@ -72,3 +74,18 @@ def train_word_piece(corpus, vocabulary_size, lowercase=True, **kwargs):
         **kwargs,
     )
     return WordPieceTokenizer(vocabulary=vocabulary, lowercase=lowercase)
+
+
+def tidy_detokenized(text):
+    """Closes the spaces that WordPiece detokenization leaves around punctuation.
+
+    `detokenize` joins pieces with spaces, so "it's fine." comes back as "it ' s fine .".
+    This puts the punctuation back against its words, for display and for scoring against
+    untokenized references (BLEU, chrF).
+
+    >>> tidy_detokenized("he said : it ' s fine . ( really ) !")
+    "he said: it's fine. (really)!"
+    """
+    text = re.sub(r"\s+([.,!?;:%)])", r"\1", text)
+    text = re.sub(r"\s*'\s*", "'", text)
+    return re.sub(r"([(])\s+", r"\1", text).strip()
