@@ -53,8 +53,9 @@ class UnitScaledModel(keras.Model):
         Args:
             optimizer: an optimizer or its name; default `AdamW` with `learning_rate`.
             loss: default `keras_unitscale.losses.SparseCategoricalCrossentropy()`.
-            learning_rate: the default optimizer's step (default 1e-2); an error when an
-                optimizer instance is also given.
+            learning_rate: the default optimizer's step (default 1e-2), a number or a
+                `keras.optimizers.schedules.LearningRateSchedule`; an error when an optimizer
+                instance is also given.
             auto_scale_loss: Keras' automatic loss scaling under `mixed_float16`; off, as
                 unit-scaled models do not need it.
             **kwargs: the rest of `keras.Model.compile`'s arguments.
@@ -64,7 +65,19 @@ class UnitScaledModel(keras.Model):
                 "`learning_rate` applies to the default optimizer only; set the learning rate "
                 f"on the optimizer you pass instead (received optimizer={optimizer!r})."
             )
-        lr = DEFAULT_LEARNING_RATE if learning_rate is None else float(learning_rate)
+        if learning_rate is None:
+            lr = DEFAULT_LEARNING_RATE
+        elif isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+            lr = learning_rate
+        elif isinstance(learning_rate, (int, float)) and not isinstance(learning_rate, bool) and (
+            learning_rate > 0
+        ):
+            lr = float(learning_rate)
+        else:
+            raise ValueError(
+                "`learning_rate` must be a positive number or a keras.optimizers.schedules."
+                f"LearningRateSchedule; received {learning_rate!r:.80}."
+            )
         if optimizer is None:
             optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=0.0)
         elif isinstance(optimizer, str):

@@ -42,9 +42,22 @@ def test_learning_rate_argument():
     assert _lr(model) == pytest.approx(0.1)
 
 
+def test_learning_rate_schedule():
+    model = _model()
+    schedule = keras.optimizers.schedules.CosineDecay(3e-2, decay_steps=4)
+    model.compile(learning_rate=schedule)
+    assert model.optimizer._learning_rate is schedule
+    before = _lr(model)
+    model.fit(*_data(), epochs=1, batch_size=8, verbose=0)
+    assert before == pytest.approx(3e-2) and _lr(model) < before  # it decays with the steps
+
+
 def test_learning_rate_with_an_optimizer_instance_raises():
     with pytest.raises(ValueError, match="learning_rate"):
         _model().compile(optimizer=keras.optimizers.Adam(1e-3), learning_rate=1e-2)
+    for bad in (0, -1e-3, "fast", True):
+        with pytest.raises(ValueError, match="`learning_rate` must be a positive number"):
+            _model().compile(learning_rate=bad)
 
 
 def test_no_loss_scaling_under_mixed_float16():
