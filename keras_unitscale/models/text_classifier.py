@@ -79,6 +79,33 @@ class SequencePooling(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="keras_unitscale")
+class OutputMultiplier(keras.layers.Layer):
+    """u-muP's output multiplier: `mult * logits` forward, the gradient passed on unscaled.
+
+    Example:
+    >>> import numpy as np
+    >>> np.asarray(OutputMultiplier(4.0)(np.ones((1, 2), "float32"))).tolist()
+    [[4.0, 4.0]]
+    """
+
+    def __init__(self, mult, **kwargs):
+        super().__init__(**kwargs)
+        self.mult = float(mult)
+        self.built = True
+
+    def call(self, logits):
+        return uops.scale_fwd(logits, self.mult)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(mult=self.mult)
+        return config
+
+
 def _labels(y):
     """`(numpy dtype, values or None)` of labels: an array, a list, a tensor or a tf spec."""
     dtype = getattr(y, "dtype", None)
@@ -111,6 +138,9 @@ class TextClassifier(Task):
             to feed token ids and padding masks yourself.
         pooling: `"mean"` (default), `"max"`, `"first"` or `"last"`; see `SequencePooling`.
         dropout: rate of the unit-scaled dropout before the readout.
+        output_mult: u-muP's output multiplier: the logits are multiplied by it in the
+            forward pass (their gradient stays unit-scaled). At 1 they start with std
+            `hidden ** -0.5`; a larger value lets them grow faster under a global step size.
         **kwargs: `name`.
 
     Example:
@@ -130,7 +160,7 @@ class TextClassifier(Task):
     """
 
     def __init__(self, backbone, num_classes, preprocessor=None, pooling="mean", dropout=0.0,
-                 **kwargs):
+                 output_mult=1.0, **kwargs):
         try:
             inputs = backbone.input
         except (AttributeError, ValueError):  # not a model, or one never called
@@ -144,6 +174,10 @@ class TextClassifier(Task):
             )
         num_classes = positive_int(num_classes, "num_classes")
         dropout = validate_rate(dropout, "dropout")
+        if isinstance(output_mult, bool) or not isinstance(output_mult, (int, float)) or (
+            output_mult <= 0
+        ):
+            raise ValueError(f"`output_mult` must be a positive number; received {output_mult!r}.")
         dtype = backbone.dtype_policy
 
         # === Layers ===
@@ -157,12 +191,15 @@ class TextClassifier(Task):
         inputs = backbone.input
         pooled = self.pooler(backbone(inputs), inputs["padding_mask"])
         outputs = self.output_dense(self.output_dropout(pooled))
+        if output_mult != 1.0:
+            outputs = OutputMultiplier(output_mult, dtype=dtype, name="output_mult")(outputs)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===
         self.num_classes = num_classes
         self.pooling = pooling
         self.dropout = dropout
+        self.output_mult = float(output_mult)
         self.compile()
 
     def compile(self, optimizer=None, loss=None, metrics="auto", **kwargs):
@@ -196,5 +233,6 @@ class TextClassifier(Task):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes, pooling=self.pooling, dropout=self.dropout)
+        config.update(num_classes=self.num_classes, pooling=self.pooling, dropout=self.dropout,
+                      output_mult=self.output_mult)
         return config

@@ -96,6 +96,28 @@ def test_config_roundtrip_and_compile_defaults():
     assert float(_np(classifier.optimizer.learning_rate)) == pytest.approx(3e-3)
 
 
+def test_output_mult_scales_the_logits_forward_only(tmp_path):
+    keras.utils.set_random_seed(3)
+    plain = _classifier()
+    boosted = _classifier(output_mult=4.0)
+    boosted.set_weights(plain.get_weights())
+    x, y = plain.preprocessor(TEXTS[:8], LABELS[:8])
+    np.testing.assert_allclose(_np(boosted(x)), 4 * _np(plain(x)), rtol=1e-5, atol=1e-6)
+    # The backward pass is not multiplied: the multiplier hands its upstream on unchanged.
+    head = boosted.get_layer("output_mult")
+    _, pullback = vjp(lambda logits: head(logits), _np(plain(x)))
+    upstream = np.random.default_rng(0).standard_normal((8, 2)).astype("float32")
+    np.testing.assert_allclose(_np(pullback(upstream)[0]), upstream, rtol=1e-6)
+    clone = assert_config_roundtrip(boosted)
+    assert clone.output_mult == 4.0
+    path = str(tmp_path / "boosted.keras")
+    boosted.save(path)
+    np.testing.assert_allclose(
+        _np(keras.saving.load_model(path).predict(TEXTS[:4], verbose=0)),
+        _np(boosted.predict(TEXTS[:4], verbose=0)), atol=1e-6,
+    )
+
+
 def test_without_preprocessor_takes_token_ids(trained):
     classifier, _ = trained
     preprocessor = classifier.preprocessor
@@ -154,6 +176,7 @@ def test_bad_inputs_raise():
         (lambda b: TextClassifier(b, num_classes=0), "num_classes"),
         (lambda b: TextClassifier(b, num_classes=2, pooling="sum"), "pooling"),
         (lambda b: TextClassifier(b, num_classes=2, dropout=-0.1), "dropout"),
+        (lambda b: TextClassifier(b, num_classes=2, output_mult=0), "output_mult"),
         (lambda b: TextClassifier(keras.Sequential([keras.layers.Dense(2)]), 2), "backbone"),
     ],
 )
