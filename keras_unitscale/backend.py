@@ -255,3 +255,37 @@ def cudnn_disables_jit(cell="lstm", unroll=False, use_bias=True):
     return keras_backend.cudnn_ok(
         keras.activations.tanh, keras.activations.sigmoid, unroll, use_bias, reset_after
     )
+
+
+def export_endpoint_options(polymorphic_shapes, constraints=()):
+    """Extra arguments of `keras.export.ExportArchive.add_endpoint` for one endpoint.
+
+    TensorFlow traces the endpoint as a `tf.function` whose `None` dimensions stay dynamic and
+    needs none. On JAX, Keras converts it with `jax2tf` (native serialization: one
+    `XlaCallModule` op), which must be told which dimensions are symbolic:
+    `polymorphic_shapes` is the input signature's structure with one jax2tf shape string per
+    input, e.g. `{"token_ids": "(batch, length)", "padding_mask": "(batch, length)"}` (a
+    shared name where two inputs share a length), and `constraints` bound the symbols, e.g.
+    `("length <= 512",)` for a position table of 512 rows, without which slicing the table
+    cannot be shown in bounds. No gradient is exported, and the program is lowered for CPU
+    and CUDA, so that a CPU or a GPU TF Serving runs it.
+
+    Example:
+    >>> options = export_endpoint_options({"token_ids": "(batch, length)"}, ["length <= 8"])
+    >>> list(options) == (["jax2tf_kwargs"] if backend_name() == "jax" else [])
+    True
+    """
+    if backend_name() != "jax":
+        return {}
+    return {
+        "jax2tf_kwargs": {
+            "polymorphic_shapes": [polymorphic_shapes],
+            "polymorphic_constraints": tuple(constraints),
+            # Serving needs no gradient, and saving one would trace the VJP at symbolic shapes.
+            "with_gradient": False,
+            # StableHLO in one `XlaCallModule`, lowered for both kinds of TF Serving host,
+            # whichever device JAX ran on here.
+            "native_serialization": True,
+            "native_serialization_platforms": ("cpu", "cuda"),
+        }
+    }

@@ -250,3 +250,25 @@ class Task(PresetMixin, UnitScaledModel):
                 # A copy: KerasHub's `from_config`s replace nested configs by objects in place.
                 config[key] = keras.saving.deserialize_keras_object(copy.deepcopy(config[key]))
         return cls(**config)
+
+    # Serving ----------------------------------------------------------------------------
+    def export(self, path, version=1, overwrite=False, verbose=False):
+        """Writes a SavedModel for TF Serving at `path/<version>/` and returns that directory.
+
+        Raw text in (`serving_default`, preprocessing in the graph), the model's own inputs
+        (`token_ids`), greedy decoding for language models (`generate`); from the TensorFlow
+        or the JAX backend. See `keras_unitscale.export.export_task` and `docs/serving.md`.
+
+        Example:
+        >>> import os, tempfile
+        >>> import keras_unitscale as ku
+        >>> backbone = ku.models.LSTMBackbone(vocabulary_size=20, hidden_dim=4)
+        >>> classifier = ku.models.TextClassifier(backbone, num_classes=2)
+        >>> base = tempfile.mkdtemp()
+        >>> directory = classifier.export(base, version=3)
+        >>> os.path.relpath(directory, base), sorted(os.listdir(directory))[-2:]
+        ('3', ['saved_model.pb', 'variables'])
+        """
+        from keras_unitscale.export import export_task
+
+        return export_task(self, path, version=version, overwrite=overwrite, verbose=verbose)
