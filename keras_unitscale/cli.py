@@ -217,17 +217,18 @@ def _evaluate(args):
 
 
 def _export(args):
-    import keras
+    from keras_unitscale.export import serving_spec
 
     model = _load_task(args.preset)
-    export = getattr(type(model), "export", None)
-    if export is None or export is keras.Model.export:
+    try:
+        directory = model.export(args.directory, version=args.version, overwrite=args.overwrite)
+    except FileExistsError:
         raise CommandError(
-            f"export is not available yet for {type(model).__name__} (keras_unitscale.export "
-            "has no exporter for task models)."
-        )
-    model.export(args.directory)
-    print(f"exported {args.preset} to {args.directory}")
+            f"{os.path.join(args.directory, str(args.version))} exists: pass --overwrite to "
+            "replace it, or another --version."
+        ) from None
+    signatures = ", ".join(sorted(serving_spec(model)["signatures"]))
+    print(f"exported {args.preset} to {directory} (signatures: {signatures})")
 
 
 def _demo(args):
@@ -323,10 +324,14 @@ def build_parser():
     _add_data_columns(p)
     p.set_defaults(run=_evaluate)
 
-    p = commands.add_parser("export", help="export a task preset for serving",
-                            description="Export the preset's task with its `export()` method.")
+    p = commands.add_parser("export", help="export a task preset for TF Serving",
+                            description="Write the preset's task as a SavedModel in TF "
+                                        "Serving's layout, DIRECTORY/VERSION/ (see "
+                                        "docs/serving.md).")
     p.add_argument("preset", help="a preset name or directory")
-    p.add_argument("directory", help="where to write the export")
+    p.add_argument("directory", help="the model base path to write the version into")
+    p.add_argument("--version", type=int, default=1, help="version directory (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing version")
     p.set_defaults(run=_export)
 
     p = commands.add_parser("demo", help="show unit scaling on a small model and train it")

@@ -101,11 +101,12 @@ def test_evaluate_a_translator_on_named_columns(capsys, presets):
 
 
 def test_errors_are_one_readable_line(capsys, presets, tmp_path):
+    (tmp_path / "out" / "1").mkdir(parents=True)
     cases = [
         (["predict", "zh_sentimint_lstm", "x"], "did you mean 'zh_sentiment_lstm'"),
         (["predict", presets / "causal_lm", "x"], "use `keras-unitscale generate`"),
         (["generate", presets / "lstm_arch", "x"], "holds only a backbone"),
-        (["export", presets / "classifier", tmp_path / "out"], "export is not available yet"),
+        (["export", presets / "classifier", tmp_path / "out"], "pass --overwrite"),
         (["evaluate", presets / "classifier", "--data", tmp_path / "nothing.csv"],
          "no such file"),
         (["train", "text_classifier", "--data", presets / "reviews.csv", "--preset",
@@ -116,6 +117,18 @@ def test_errors_are_one_readable_line(capsys, presets, tmp_path):
         assert code == 1 and not out
         assert err.startswith("keras-unitscale: error: ") and err.count("\n") == 1, err
         assert expected in err
+
+
+def test_export_writes_a_version_for_tf_serving(capsys, presets, tmp_path):
+    code, out, err = run(capsys, "export", presets / "classifier", tmp_path, "--version", 3)
+    assert code == 0, err
+    assert os.path.isfile(tmp_path / "3" / "saved_model.pb")
+    assert out.strip().endswith("(signatures: serving_default, token_ids)")
+    code, _, err = run(capsys, "export", presets / "classifier", tmp_path, "--version", 3)
+    assert code == 1 and "3 exists: pass --overwrite" in err
+    code, _, err = run(capsys, "export", presets / "classifier", tmp_path, "--version", 3,
+                       "--overwrite")
+    assert code == 0, err
 
 
 def test_usage_errors_exit_with_2(capsys):
