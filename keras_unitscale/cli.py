@@ -234,7 +234,7 @@ def _export(args):
 def _demo(args):
     from keras_unitscale import demo
 
-    demo.main(epochs=args.epochs)
+    demo.main(epochs=args.epochs, train_size=args.train_size, export_dir=args.export_dir)
 
 
 # Parser -----------------------------------------------------------------------------------
@@ -334,8 +334,16 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")
     p.set_defaults(run=_export)
 
-    p = commands.add_parser("demo", help="show unit scaling on a small model and train it")
-    p.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
+    p = commands.add_parser(
+        "demo", help="the trained presets end to end: predict, fine-tune, export, reload",
+        description="Scales at initialisation next to plain Keras; classify, translate and "
+        "generate with the trained presets; fine-tune the classifier on the built-in review "
+        "corpus; export it for TF Serving and reload it with TensorFlow alone.")
+    p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs (default 1)")
+    p.add_argument("--train-size", type=int, default=2000,
+                   help="validation reviews to fine-tune on (default 2000: all 1,736)")
+    p.add_argument("--export-dir", default=None,
+                   help="where to export (default: a new temporary directory)")
     p.set_defaults(run=_demo)
     return parser
 
