@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import keras
-import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOLERANCE = 1e-5  # float32; the measured differences are near 1e-6
@@ -47,10 +46,15 @@ def assert_same_losses(pairs, what):
         assert abs(one - several) <= TOLERANCE * max(1.0, abs(one)), f"{what}: {pairs}"
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow", reason="runs once per `make test`, on the TF pass"
-)
-def test_mirrored_strategy_matches_one_device():
+def test_several_devices_match_one_device():
+    """The TensorFlow scenario on the TensorFlow pass, the JAX scenario on the JAX pass."""
+    if keras.backend.backend() == "tensorflow":
+        check_mirrored_strategy()
+    else:
+        check_keras_distribution()
+
+
+def check_mirrored_strategy():
     r = run_scenario("tf_mirrored.py")
     assert r["replicas"] == 4
     # The replica count the scales multiply local sizes by: 4 inside `strategy.run` only.
@@ -74,10 +78,7 @@ def test_mirrored_strategy_matches_one_device():
     assert r["traces"] == [1, 1]
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "jax", reason="runs once per `make test`, on the JAX pass"
-)
-def test_keras_distribution_matches_one_device():
+def check_keras_distribution():
     r = run_scenario("jax_distribution.py")
     assert r["devices"] == 4
     for tag in ("data_parallel", "model_parallel"):
