@@ -19,10 +19,9 @@ machine. Each backend runs in its own subprocess.
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
+
+from _child import measure_in_children, options_of
 
 
 def _models(args):
@@ -121,13 +120,9 @@ def main():
     if args.child:
         print(json.dumps(_measure(args)))
         return
-    for backend in args.backend or ["tensorflow", "jax"]:
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", *_passthrough(args)],
-            env=env, capture_output=True, text=True, check=True,
-        )
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+    keys = ["vocab", "layers", "heads", "hidden", "seq", "batch", "prompt", "steps", "rounds"]
+    for r in measure_in_children(__file__, args.backend or ["tensorflow", "jax"],
+                                 options_of(args, keys)):
         shape = (f"vocab {args.vocab}, {args.layers} layers, width {args.hidden}, "
                  f"{args.heads} heads, batch {args.batch}, seq {args.seq}")
         for kind in ("train", "generate"):
@@ -138,11 +133,6 @@ def main():
                 f"{m['ratio']:.3f} ({shape})"
             )
         print(json.dumps(r))
-
-
-def _passthrough(args):
-    keys = ["vocab", "layers", "heads", "hidden", "seq", "batch", "prompt", "steps", "rounds"]
-    return [f"--{k}={getattr(args, k)}" for k in keys]
 
 
 if __name__ == "__main__":

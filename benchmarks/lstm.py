@@ -13,10 +13,9 @@ Keras), robust to other load on the machine. Each backend runs in its own subpro
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
+
+from _child import measure_in_children, options_of
 
 
 def _measure(args):
@@ -79,24 +78,15 @@ def main():
     if args.child:
         print(json.dumps(_measure(args)))
         return
-    for backend in args.backend or ["tensorflow", "jax"]:
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", *_passthrough(args)],
-            env=env, capture_output=True, text=True, check=True,
-        )
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+    keys = ["layer", "batch", "seq", "features", "units", "steps", "rounds"]
+    for r in measure_in_children(__file__, args.backend or ["tensorflow", "jax"],
+                                 options_of(args, keys)):
         print(
             f"{r['layer']} {r['backend']:>10}: ours {r['ms_per_step_ours']:.1f} ms/step, "
             f"keras {r['ms_per_step_keras']:.1f} ms/step, ratio {r['ratio']:.3f} "
             f"(batch {args.batch}, seq {args.seq}, features {args.features}, "
             f"units {args.units})"
         )
-
-
-def _passthrough(args):
-    keys = ["layer", "batch", "seq", "features", "units", "steps", "rounds"]
-    return [f"--{k}={getattr(args, k)}" for k in keys]
 
 
 if __name__ == "__main__":
