@@ -1,7 +1,8 @@
 """The `keras-unitscale` command: every sub-command on tiny presets saved into a temp dir.
 
-Commands run in-process through `main(argv)` (each subprocess would pay seconds of imports);
-one test runs the installed entry point in a subprocess.
+Most checks run in-process through `main(argv)` (a subprocess pays seconds of imports); each
+command also runs once through the installed entry point in a subprocess, `demo` with the
+real trained presets.
 """
 
 import os
@@ -138,13 +139,36 @@ def test_usage_errors_exit_with_2(capsys):
     assert "keras-unitscale train: error: argument task" in capsys.readouterr().err
 
 
-def test_the_installed_command_runs(presets):
+def _installed_command():
     script = os.path.join(os.path.dirname(sys.executable), "keras-unitscale")
-    command = [script] if os.path.exists(script) else [sys.executable, "-m", "keras_unitscale.cli"]
+    return [script] if os.path.exists(script) else [sys.executable, "-m", "keras_unitscale.cli"]
+
+
+# One run of the installed entry point per command, in a fresh process: what a user types.
+SUBPROCESS_RUNS = {
+    "presets": (lambda p, t: ["presets"], "zh_sentiment_lstm"),
+    "predict": (lambda p, t: ["predict", p / "classifier", ZH[0]], ZH[0]),
+    "translate": (lambda p, t: ["translate", p / "seq2seq_lm", ZH[0], "--max-length", 6], ""),
+    "generate": (lambda p, t: ["generate", p / "causal_lm", "这本", "--max-length", 6], "这本"),
+    "train": (lambda p, t: ["train", "text_classifier", "--data", p / "reviews.csv", "--preset",
+                            p / "lstm_arch", "--output", t / "trained", "--epochs", 1,
+                            "--sequence-length", 8], "saved a"),
+    "evaluate": (lambda p, t: ["evaluate", p / "seq2seq_lm", "--data", p / "pairs.tsv",
+                               "--source-column", "zh", "--target-column", "en"], "loss: "),
+    "export": (lambda p, t: ["export", p / "classifier", t / "export"], "serving_default"),
+    # The real main job of `make demo`, with the trained presets (a short fine-tune).
+    "demo": (lambda p, t: ["demo", "--train-size", 64, "--export-dir", t / "demo"],
+             "largest difference from the Keras model"),
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_the_installed_command_runs(presets, tmp_path, command):
+    argv, expected = SUBPROCESS_RUNS[command]
     result = subprocess.run(
-        command + ["predict", str(presets / "classifier"), ZH[0]],
-        capture_output=True, text=True, timeout=300,
+        _installed_command() + [str(a) for a in argv(presets, tmp_path)],
+        capture_output=True, text=True, timeout=600,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0].endswith(ZH[0])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() and expected in result.stdout, result.stdout[-3000:]
