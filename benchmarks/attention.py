@@ -15,10 +15,9 @@ Keras). Each backend runs in its own subprocess.
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
+
+from _child import measure_in_children, options_of
 
 
 def _keras_block(x, args, causal):
@@ -105,16 +104,8 @@ def main():
     if args.child:
         print(json.dumps(_measure(args)))
         return
-    passthrough = [f"--{k}={getattr(args, k)}" for k in _KEYS] + (
-        ["--causal"] if args.causal else []
-    )
-    for backend in args.backend or ["tensorflow", "jax"]:
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", *passthrough],
-            env=env, capture_output=True, text=True, check=True,
-        )
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+    options = options_of(args, _KEYS) + (["--causal"] if args.causal else [])
+    for r in measure_in_children(__file__, args.backend or ["tensorflow", "jax"], options):
         kind = "causal" if args.causal else "bidirectional"
         print(
             f"{r['backend']:>10}: ours {r['ms_per_step_ours']:.1f} ms/step, "

@@ -9,10 +9,9 @@ alike, and the ratio of medians is printed (goal: at most 1.05 on CPU).
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
+
+from _child import measure_in_children, options_of
 
 BATCH, WIDTH, DEPTH, CLASSES = 256, 512, 4, 16
 
@@ -85,13 +84,7 @@ def main():
     backends = ["tensorflow", "jax"] if args.backend == "both" else [args.backend]
     print(f"stack: {DEPTH} residual MLP blocks, width {WIDTH}, batch {BATCH}, XLA; "
           f"median of {args.steps} interleaved steps")
-    for backend in backends:
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", "--steps", str(args.steps)],
-            env=env, capture_output=True, text=True, check=True,
-        )
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+    for r in measure_in_children(__file__, backends, options_of(args, ["steps"])):
         print(f"{r['backend']:<11} unit-scaled {r['ms_unit_scaled']:7.2f} ms  "
               f"keras {r['ms_keras']:7.2f} ms  ratio {r['ratio']:.3f}")
 

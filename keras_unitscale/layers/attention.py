@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_unitscale import ops as uops
-from keras_unitscale.layers._validation import positive_int
+from keras_unitscale.layers._validation import positive_int, positive_number
 from keras_unitscale.ops.dropout import validate_rate
 
 
@@ -95,9 +95,7 @@ class MultiHeadAttention(keras.layers.Layer):
         self.dropout = validate_rate(dropout, "dropout")
         self.use_bias = bool(use_bias)
         self.output_dim = _output_dim(output_shape)
-        if not isinstance(mult, (int, float)) or isinstance(mult, bool) or mult <= 0:
-            raise ValueError(f"`mult` must be a positive number; received {mult!r}.")
-        self.mult = float(mult)
+        self.mult = positive_number(mult, "mult")
         self.constraint = uops.validate_constraint(constraint)
         if rotary_max_wavelength is not None:
             if not isinstance(rotary_max_wavelength, (int, float)) or rotary_max_wavelength <= 1:

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_unitscale import ops as uops
-from keras_unitscale.layers._validation import positive_int
+from keras_unitscale.layers._validation import positive_int, positive_number
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
@@ -40,11 +40,7 @@ class LMHead(keras.layers.Layer):
         kwargs.pop("tied", None)
         super().__init__(**kwargs)
         self.vocabulary_size = positive_int(vocabulary_size, "vocabulary_size")
-        if isinstance(output_mult, bool) or not isinstance(output_mult, (int, float)) or (
-            output_mult <= 0
-        ):
-            raise ValueError(f"`output_mult` must be a positive number; received {output_mult!r}.")
-        self.output_mult = float(output_mult)
+        self.output_mult = positive_number(output_mult, "output_mult")
         if embedding is not None:
             if getattr(embedding, "input_dim", None) != self.vocabulary_size:
                 raise ValueError(

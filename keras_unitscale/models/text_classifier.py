@@ -6,7 +6,7 @@ from keras import ops
 
 from keras_unitscale import layers
 from keras_unitscale import ops as uops
-from keras_unitscale.layers._validation import positive_int
+from keras_unitscale.layers._validation import positive_int, positive_number
 from keras_unitscale.models.task import Task
 from keras_unitscale.ops.dropout import validate_rate
 
@@ -91,7 +91,7 @@ class OutputMultiplier(keras.layers.Layer):
 
     def __init__(self, mult, **kwargs):
         super().__init__(**kwargs)
-        self.mult = float(mult)
+        self.mult = positive_number(mult, "mult")
         self.built = True
 
     def call(self, logits):
@@ -174,10 +174,7 @@ class TextClassifier(Task):
             )
         num_classes = positive_int(num_classes, "num_classes")
         dropout = validate_rate(dropout, "dropout")
-        if isinstance(output_mult, bool) or not isinstance(output_mult, (int, float)) or (
-            output_mult <= 0
-        ):
-            raise ValueError(f"`output_mult` must be a positive number; received {output_mult!r}.")
+        output_mult = positive_number(output_mult, "output_mult")
         dtype = backbone.dtype_policy
 
         # === Layers ===
@@ -199,7 +196,7 @@ class TextClassifier(Task):
         self.num_classes = num_classes
         self.pooling = pooling
         self.dropout = dropout
-        self.output_mult = float(output_mult)
+        self.output_mult = output_mult
         self.compile()
 
     def compile(self, optimizer=None, loss=None, metrics="auto", **kwargs):
