@@ -21,7 +21,8 @@ if BACKEND == "jax":
         + f" --xla_force_host_platform_device_count={NUM_DEVICES}"
         + " --xla_backend_optimization_level=0"
     ).strip()
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 import _common as C  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -35,66 +36,29 @@ if BACKEND == "tensorflow":
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_unitscale.models import CausalLM, Seq2SeqBackbone, Seq2SeqLM  # noqa: E402
-from keras_unitscale.models.backbones import (  # noqa: E402
-    LSTMBackbone,
-    TransformerDecoderBackbone,
-    TransformerEncoderBackbone,
-)
+from keras_unitscale.models.backbones import TransformerEncoderBackbone  # noqa: E402
 from keras_unitscale.models.text_classifier import TextClassifier  # noqa: E402
-from keras_unitscale.preprocessors import (  # noqa: E402
-    CausalLMPreprocessor,
-    Seq2SeqLMPreprocessor,
-    TextClassifierPreprocessor,
-)
-from keras_unitscale.tokenizers import CharacterTokenizer, JiebaTokenizer  # noqa: E402
+from presets import tiny_models as T  # noqa: E402  (tests/presets/tiny_models.py)
 
-ZH = ["这本书很好", "质量太差了", "很喜欢这本书", "很失望", "我们去学校", "猫很好吗"] * 4
-EN = ["the book is good", "bad", "i like it", "sad", "we go to school", "cats?"] * 4
-LABELS = np.array([1, 0, 1, 0, 1, 1] * 4, "int32")
+ZH, EN, LABELS = T.ZH * 4, T.EN * 4, np.tile(T.LABELS, 4)
 BATCH, EPOCHS = 8, 2
 
 
-def classifier(kind):
-    tokenizer = JiebaTokenizer.from_corpus(ZH)
-    vocab = tokenizer.vocabulary_size()
-    if kind == "lstm":
-        backbone = LSTMBackbone(vocab, hidden_dim=16)
-    else:
-        backbone = TransformerEncoderBackbone(
-            vocab, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
-            max_sequence_length=8,
-        )
-    preprocessor = TextClassifierPreprocessor(tokenizer, sequence_length=8)
-    return TextClassifier(backbone, num_classes=2, preprocessor=preprocessor), (ZH, LABELS)
-
-
-def translator():
-    preprocessor = Seq2SeqLMPreprocessor(
-        CharacterTokenizer.from_corpus(ZH), CharacterTokenizer.from_corpus(EN), 8, 18
-    )
-    backbone = Seq2SeqBackbone(
+def transformer_classifier():
+    preprocessor = T.classifier_preprocessor()
+    backbone = TransformerEncoderBackbone(
         preprocessor.tokenizer.vocabulary_size(), num_layers=1, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=20,
-        decoder_vocabulary_size=preprocessor.decoder_tokenizer.vocabulary_size(),
+        intermediate_dim=32, max_sequence_length=8,
     )
-    return Seq2SeqLM(backbone, preprocessor), ({"encoder_text": ZH, "decoder_text": EN}, None)
+    return TextClassifier(backbone, num_classes=2, preprocessor=preprocessor)
 
 
-def language_model():
-    preprocessor = CausalLMPreprocessor(CharacterTokenizer.from_corpus(ZH), sequence_length=10)
-    backbone = TransformerDecoderBackbone(
-        preprocessor.tokenizer.vocabulary_size(), num_layers=1, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=12,
-    )
-    return CausalLM(backbone, preprocessor), (ZH, None)
-
-
+# The tiny task models of the preset tests, and a transformer classifier; their data.
 TASKS = {
-    "classifier_lstm": lambda: classifier("lstm"),
-    "classifier_transformer": lambda: classifier("transformer"),
-    "seq2seq_lm": translator,
-    "causal_lm": language_model,
+    "classifier_lstm": (T.tiny_classifier, (ZH, LABELS)),
+    "classifier_transformer": (transformer_classifier, (ZH, LABELS)),
+    "seq2seq_lm": (T.tiny_seq2seq_lm, ({"encoder_text": ZH, "decoder_text": EN}, None)),
+    "causal_lm": (T.tiny_causal_lm, (ZH, None)),
 }
 
 
@@ -105,16 +69,16 @@ def fit(model, data):
     return [float(v) for v in history.history["loss"]]
 
 
-def build(make, initial=None):
-    """The task, built on a first batch, with `initial` weights if given; and its data."""
+def build(make, data, initial=None):
+    """The task, built on a first batch, with `initial` weights if given."""
     keras.utils.set_random_seed(0)
-    model, data = make()
+    model = make()
     x = data[0]
     model.predict({k: v[:BATCH] for k, v in x.items()} if isinstance(x, dict) else x[:BATCH],
                   verbose=0)
     if initial is not None:
         model.set_weights(initial)
-    return model, data
+    return model
 
 
 def main():
@@ -130,11 +94,11 @@ def main():
         replicas, scope = len(jax.devices()), distribution.scope
 
     results = {"replicas": replicas}
-    for name, make in TASKS.items():
-        reference, data = build(make)  # one device
+    for name, (make, data) in TASKS.items():
+        reference = build(make, data)  # one device
         initial = reference.get_weights()
         with scope():
-            model, _ = build(make, initial)
+            model = build(make, data, initial)
             losses = fit(model, data)
         reference_losses = fit(reference, data)
         names = [w.path for w in reference.weights]
