@@ -289,3 +289,49 @@ def export_endpoint_options(polymorphic_shapes, constraints=()):
             "native_serialization_platforms": ("cpu", "cuda"),
         }
     }
+
+
+def compile_stateful(fn, updated, read):
+    """Compiles `fn(inputs, static=None)`, which reads Keras variables, with XLA.
+
+    `inputs` is a structure of tensors; `static` a hashable Python value (a tuple of stop
+    token ids, say) that is compiled in. TensorFlow: `tf.function(jit_compile=True)`. JAX:
+    `jax.jit` of a stateless version that takes the variables' values as arguments, under a
+    `keras.StatelessScope`; the new values of the `updated` variables (a sampler's seed) are
+    assigned back afterwards, the `read` ones (the weights) are only read. Other backends get
+    `fn` itself. On JAX the compiled program is at `.jitted` (one per input shape).
+    """
+    backend = backend_name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True)
+    if backend != "jax":
+        return fn
+    import itertools
+
+    import jax
+
+    def stateless(inputs, static, updated_values, read_values):
+        mapping = itertools.chain(zip(updated, updated_values), zip(read, read_values))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            outputs = fn(inputs, static)
+        new_values = []
+        for variable, value in zip(updated, updated_values):
+            current = scope.get_current_value(variable)
+            new_values.append(value if current is None else current)
+        return outputs, new_values
+
+    compiled = jax.jit(stateless, static_argnames=["static"])
+
+    def run(inputs, static=None):
+        inputs = keras.tree.map_structure(ops.convert_to_tensor, inputs)
+        outputs, values = compiled(
+            inputs, static, [v.value for v in updated], [v.value for v in read]
+        )
+        for variable, value in zip(updated, values):
+            variable.assign(value)
+        return outputs
+
+    run.jitted = compiled
+    return run

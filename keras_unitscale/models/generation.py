@@ -4,19 +4,19 @@ per sampler, input checks and the `generate()` driver.
 A task subclasses `GenerativeTask` and implements `generate_step(inputs, sampler,
 stop_token_ids)`: one batch of packed prompts in, `{"...token_ids", "...padding_mask"}` out,
 written with `keras.ops` only, so that it compiles whole. `make_generate_function` compiles it
-once per sampler, as KerasHub's `CausalLM` does: `tf.function(jit_compile=True)` on
-TensorFlow; on JAX a `jax.jit` function to which the variables are passed as state (so the
-compiled program does not capture stale weights) and which hands the sampler's new seed state
-back.
+once per sampler, as KerasHub's `CausalLM` does, with `keras_unitscale.backend.
+compile_stateful`: `tf.function(jit_compile=True)` on TensorFlow; on JAX a `jax.jit` function
+to which the variables are passed as state (so the compiled program does not capture stale
+weights) and which hands the sampler's new seed state back.
 """
 
-import itertools
 
 import keras
 import keras_hub
 import numpy as np
 from keras import ops
 
+from keras_unitscale.backend import compile_stateful
 from keras_unitscale.models.task import Task
 
 try:
@@ -186,45 +186,11 @@ class GenerativeTask(Task):
         def step(inputs, stop_token_ids=None):
             return self.generate_step(inputs, sampler, stop_token_ids)
 
-        backend = keras.config.backend()
-        if self.run_eagerly or backend not in ("tensorflow", "jax"):
+        if self.run_eagerly:
             return step
-        if backend == "tensorflow":
-            return tf.function(step, jit_compile=True)
-
-        import jax
-
-        def stateless(inputs, stop_token_ids, state):
-            sampler_values, trainable, non_trainable = state
-            mapping = itertools.chain(
-                zip(sampler.variables, sampler_values),
-                zip(self.trainable_variables, trainable),
-                zip(self.non_trainable_variables, non_trainable),
-            )
-            with keras.StatelessScope(state_mapping=mapping) as scope:
-                outputs = step(inputs, stop_token_ids)
-            new_values = []
-            for variable, value in zip(sampler.variables, sampler_values):
-                current = scope.get_current_value(variable)
-                new_values.append(value if current is None else current)
-            return outputs, new_values
-
-        compiled = jax.jit(stateless, static_argnames=["stop_token_ids"])
-
-        def run(inputs, stop_token_ids=None):
-            state = (
-                [v.value for v in sampler.variables],
-                [v.value for v in self.trainable_variables],
-                [v.value for v in self.non_trainable_variables],
-            )
-            inputs = keras.tree.map_structure(ops.convert_to_tensor, inputs)
-            outputs, values = compiled(inputs, stop_token_ids, state)
-            for variable, value in zip(sampler.variables, values):
-                variable.assign(value)
-            return outputs
-
-        run.jitted = compiled  # for inspection: one XLA program per input shape
-        return run
+        # One XLA program per input shape; the sampler's seed is the only state it updates.
+        return compile_stateful(step, updated=sampler.variables,
+                                read=self.trainable_variables + self.non_trainable_variables)
 
     # Prompt hooks -------------------------------------------------------------------------
     def _generate_inputs(self, prompts, max_length):
@@ -280,11 +246,11 @@ class GenerativeTask(Task):
         function = self.make_generate_function(self._resolve_sampler(sampler))
         if packed:
             # Already packed: token ids and padding masks, as the backbone takes them.
-            outputs = function(prompts, stop_token_ids=stop_token_ids)
+            outputs = function(prompts, stop_token_ids)
             return keras.tree.map_structure(ops.convert_to_numpy, outputs)
         batch, is_scalar = self._check_prompts(prompts)
         inputs = self._generate_inputs(batch, max_length)
-        outputs = function(inputs, stop_token_ids=stop_token_ids)
+        outputs = function(inputs, stop_token_ids)
         outputs = keras.tree.map_structure(ops.convert_to_numpy, outputs)
         inputs = keras.tree.map_structure(ops.convert_to_numpy, inputs)
         texts = self._generate_outputs(outputs, inputs, strip_prompt)
