@@ -67,8 +67,7 @@ class LMHead(keras.layers.Layer):
 
     def call(self, inputs):
         kernel = ops.transpose(self._table()) if self.tied else self.kernel
-        logits = uops.readout(inputs, kernel)
-        return logits if self.output_mult == 1.0 else uops.scale_fwd(logits, self.output_mult)
+        return uops.readout(inputs, kernel, mult=self.output_mult)
 
     def compute_output_shape(self, inputs_shape):
         return tuple(inputs_shape[:-1]) + (self.vocabulary_size,)
