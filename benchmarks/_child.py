@@ -24,5 +24,7 @@ def measure_in_children(script, backends, options):
 
 
 def options_of(args, keys):
-    """`--key=value` for each of `keys` from parsed `args`, to pass to a child."""
-    return [f"--{k}={getattr(args, k)}" for k in keys]
+    """`--key=value` for each of `keys` from parsed `args` that is set, to pass to a child
+    (underscores in `keys` become the options' dashes)."""
+    return [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in keys
+            if getattr(args, k) is not None]

@@ -13,8 +13,20 @@ Timed rounds alternate between the two models; each ratio (ours / KerasHub throu
 above 1 = ours faster) is the median of the per-round ratios, robust to other load on the
 machine. Each backend runs in its own subprocess.
 
+Model FLOPs: each throughput is also given as achieved TFLOP/s of model FLOPs (the matmuls
+the model needs, not what the hardware executed): per trained token `6 N + 6 L T d` and per
+generated token `2 N + 4 L S d`, with `N` the parameters that enter a matmul per token (the
+transformer layers and the readout: for a tied readout the embedding table counts once, for
+the matmul, not for the lookup), `L` layers, `d` the width, `T` the training sequence and
+`S` the mean number of cached keys attended to (the causal half of `QK^T` and `PV` is
+counted, as PaLM's MFU does not; both models get the same count). Model FLOPs utilisation
+(MFU) is that divided by the device's peak: on a GPU the dense tensor-core peak for the
+compute dtype is looked up by name (`--peak-tflops` to give it), on a CPU only with
+`--peak-tflops`.
+
     .venv/bin/python benchmarks/causal_lm.py                  # both backends
     .venv/bin/python benchmarks/causal_lm.py --backend jax --hidden 256 --layers 6
+    .venv/bin/python benchmarks/causal_lm.py --dtype-policy mixed_bfloat16   # on a GPU
 """
 
 import argparse
@@ -22,6 +34,61 @@ import json
 import time
 
 from _child import measure_in_children, options_of
+
+# Dense (no sparsity) peak TFLOP/s by GPU name and compute dtype; float32 matmuls run as
+# TF32 on these GPUs under both TensorFlow's and JAX's defaults.
+PEAK_TFLOPS = {
+    "H200": {"bfloat16": 989.0, "float16": 989.0, "float32": 494.0},
+    "H100": {"bfloat16": 989.0, "float16": 989.0, "float32": 494.0},
+    "A100": {"bfloat16": 312.0, "float16": 312.0, "float32": 156.0},
+    "L4": {"bfloat16": 121.0, "float16": 121.0, "float32": 60.0},
+}
+
+
+def peak_tflops(device_name, compute_dtype):
+    """The dense peak of a known GPU for `compute_dtype`, or None."""
+    for key, peaks in PEAK_TFLOPS.items():
+        if key in (device_name or ""):
+            return peaks.get(compute_dtype)
+    return None
+
+
+def matmul_params(model):
+    """Parameters that enter a matmul once per token: everything but the embedding tables,
+    plus the readout's `d x V` when it reuses the token embedding."""
+    import numpy as np
+
+    backbone = model.backbone
+    tables = [w for w in backbone.weights if "embedding" in w.path and len(w.shape) == 2]
+    n = model.count_params() - sum(int(np.prod(w.shape)) for w in tables)
+    head_is_new = model.count_params() > backbone.count_params()
+    if not head_is_new:  # tied: the readout multiplies by the token table
+        n += backbone.vocabulary_size * backbone.hidden_dim
+    return n
+
+
+def model_flops(n_params, layers, hidden, seq, prompt):
+    """`(per trained token, per generated token)`; see the module docstring."""
+    train = 6 * n_params + 6 * layers * seq * hidden
+    mean_keys = (prompt + 1 + seq) / 2  # generated tokens at positions prompt..seq-1
+    generate = 2 * n_params + 4 * layers * mean_keys * hidden
+    return train, generate
+
+
+def device_name():
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return device.platform, device.device_kind
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "cpu", "cpu"
+    return "gpu", tf.config.experimental.get_device_details(gpus[0]).get("device_name", "gpu")
 
 
 def _models(args):
@@ -74,6 +141,7 @@ def _measure(args):
     import keras
     import numpy as np
 
+    keras.config.set_dtype_policy(args.dtype_policy)
     models = _models(args)
     rng = np.random.default_rng(0)
     ids = rng.integers(5, args.vocab, (args.batch, args.seq + 1)).astype("int32")
@@ -94,10 +162,25 @@ def _measure(args):
          for name, m in models.items()},
         args.batch * (args.seq - args.prompt),
     )
+    n = matmul_params(models["ours"])
+    platform, name = device_name()
+    compute_dtype = keras.config.dtype_policy().compute_dtype
+    peak = args.peak_tflops or (peak_tflops(name, compute_dtype) if platform == "gpu" else None)
+    per_token = model_flops(n, args.layers, args.hidden, args.seq, args.prompt)
+    for result, flops in zip((train, generate), per_token):
+        for who in ("ours", "keras_hub"):
+            tflops = result[f"tokens_per_s_{who}"] * flops / 1e12
+            result[f"tflops_{who}"] = tflops
+            result[f"mfu_{who}"] = None if peak is None else tflops / peak
     return {
         "backend": keras.backend.backend(),
+        "device": name,
+        "dtype_policy": args.dtype_policy,
+        "peak_tflops": peak,
         "params_ours": models["ours"].count_params(),
         "params_keras_hub": models["keras_hub"].count_params(),
+        "matmul_params": n,
+        "flops_per_token": {"train": per_token[0], "generate": per_token[1]},
         "train": train,
         "generate": generate,
     }
@@ -115,22 +198,32 @@ def main():
     parser.add_argument("--prompt", type=int, default=8, help="prompt tokens when generating")
     parser.add_argument("--steps", type=int, default=3, help="calls per timed round")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--dtype-policy", default="float32",
+                        help="Keras dtype policy of both models, e.g. mixed_bfloat16")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="device peak for MFU (default: looked up for known GPUs)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(_measure(args)))
         return
-    keys = ["vocab", "layers", "heads", "hidden", "seq", "batch", "prompt", "steps", "rounds"]
+    keys = ["vocab", "layers", "heads", "hidden", "seq", "batch", "prompt", "steps", "rounds",
+            "dtype_policy", "peak_tflops"]
     for r in measure_in_children(__file__, args.backend or ["tensorflow", "jax"],
                                  options_of(args, keys)):
         shape = (f"vocab {args.vocab}, {args.layers} layers, width {args.hidden}, "
                  f"{args.heads} heads, batch {args.batch}, seq {args.seq}")
         for kind in ("train", "generate"):
             m = r[kind]
+            mfu = "" if m["mfu_ours"] is None else (
+                f", MFU ours {m['mfu_ours']:.1%} keras_hub {m['mfu_keras_hub']:.1%}"
+            )
             print(
                 f"{kind:>8} {r['backend']:>10}: ours {m['tokens_per_s_ours']:,.0f} tokens/s, "
                 f"keras_hub {m['tokens_per_s_keras_hub']:,.0f} tokens/s, ratio "
-                f"{m['ratio']:.3f} ({shape})"
+                f"{m['ratio']:.3f}; model TFLOP/s ours {m['tflops_ours']:.3g} keras_hub "
+                f"{m['tflops_keras_hub']:.3g}{mfu} ({shape}, {r['dtype_policy']} on "
+                f"{r['device']})"
             )
         print(json.dumps(r))
 
