@@ -169,9 +169,8 @@ def readout(x, w, b=None, fp8=None, mult=1.0):
         raise ValueError(f"`mult` must be a positive number; received {mult!r}.")
     batch = leading_size(x)
     y = _scaled_product(x, w, float(mult) / fan_in, fan_out**-0.5, rsqrt_size(batch), fp8)
-    if b is None:
-        return y
-    return y + scale_fwd(scale_bwd(b, rsqrt_size(batch)), float(mult))
+    # The multiplier scales the bias forward only, as it does the matmul.
+    return _add_bias(y, None if b is None else scale_fwd(b, float(mult)), batch)
 
 
 def matmul(a, b, constraint="to_output_scale", fp8=None):
