@@ -8,6 +8,7 @@ from keras_unitscale.models.generation import (
     GenerativeTask,
     check_max_length,
     generated_mask,
+    prefill,
     strip_prompt_mask,
 )
 from keras_unitscale.models.lm_head import LMHead
@@ -146,10 +147,15 @@ class CausalLM(GenerativeTask):
             index = ops.convert_to_tensor(1, "int32")
             hidden = ops.zeros((batch, self.backbone.hidden_dim), self.compute_dtype)
         else:
-            # One full pass fills the cache at every position; positions past a prompt are
-            # rewritten as their tokens are chosen.
-            _, hidden, cache = self.call_with_cache(token_ids, cache, 0)
+            # One pass over the prompts fills the cache up to the shortest prompt's end; the
+            # later positions are written as their tokens are chosen.
             index = ops.min(ops.sum(ops.cast(padding_mask, "int32"), axis=-1))
+
+            def run(prefix_ids):
+                _, hidden, new_cache = self.call_with_cache(prefix_ids, cache, 0)
+                return hidden, new_cache
+
+            hidden, cache = prefill(run, token_ids, index)
 
         def next(prompt, cache, index):
             token = ops.slice(prompt, [0, index - 1], [ops.shape(prompt)[0], 1])

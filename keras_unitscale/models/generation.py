@@ -63,6 +63,63 @@ def generated_mask(token_ids, prompt_mask, stop_token_ids):
     return ops.equal(after_stop, 0)
 
 
+def prefill_lengths(length, shortest=8, halvings=3):
+    """The static prefix lengths `prefill` chooses from: `length` and up to `halvings` halvings of
+    it that are at least `shortest` long, shortest first.
+
+    Example:
+    >>> from keras_unitscale.models.generation import prefill_lengths
+    >>> prefill_lengths(64), prefill_lengths(1024), prefill_lengths(12)
+    ([8, 16, 32, 64], [128, 256, 512, 1024], [12])
+    """
+    sizes = {int(length)}
+    for k in range(1, halvings + 1):
+        if length >> k >= shortest:
+            sizes.add(length >> k)
+    return sorted(sizes)
+
+
+def prefill(run, token_ids, index):
+    """The prompt pass of cached decoding, over the shortest prefix that covers the prompts.
+
+    Decoding starts at `index`, the shortest prompt's length: the cache must hold the keys and
+    values of positions `< index`, and every later position is written by the decoding loop
+    before it is read. A full pass over all `length` positions (what KerasHub's causal LMs do)
+    wastes most of its work on short prompts; this runs `run` on the first `n` positions
+    instead, with `n` the smallest of `prefill_lengths(length)` that is at least `index`, chosen
+    at run time (`keras.ops.switch`: one compiled branch per length, so the shapes stay
+    static under XLA). The keys and values it writes are the ones the full pass writes at
+    those positions.
+
+    Args:
+        run: `run(prefix_ids) -> (hidden [batch, n, dim], *caches)`.
+        token_ids: `[batch, length]` packed prompts, with a static `length`.
+        index: scalar int tensor, the first position to decode.
+
+    Returns:
+        `run`'s outputs, with `hidden` zero-padded to `length` positions.
+    """
+    length = token_ids.shape[1]
+    # A length known only at run time (`None` on TensorFlow, symbolic under JAX shape
+    # polymorphism): one full pass.
+    sizes = prefill_lengths(length) if isinstance(length, int) else [None]
+    if len(sizes) == 1:
+        return tuple(run(token_ids))
+
+    def branch(size):
+        def prefix_pass(token_ids):
+            hidden, *caches = run(token_ids[:, :size])
+            if size < length:
+                hidden = ops.pad(hidden, [[0, 0], [0, length - size], [0, 0]])
+            return (hidden, *caches)
+
+        return prefix_pass
+
+    shorter = ops.less(ops.convert_to_tensor(sizes[:-1], "int32"), ops.cast(index, "int32"))
+    which = ops.sum(ops.cast(shorter, "int32"))
+    return tuple(ops.switch(which, [branch(size) for size in sizes], token_ids))
+
+
 def check_max_length(max_length, prompt_length, limit=None):
     """`max_length` must be an int longer than the longest prompt and within `limit`."""
     if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)):

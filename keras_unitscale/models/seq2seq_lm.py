@@ -8,6 +8,7 @@ from keras_unitscale.models.generation import (
     check_max_length,
     check_texts,
     generated_mask,
+    prefill,
     strip_prompt_mask,
 )
 from keras_unitscale.models.lm_head import LMHead
@@ -89,13 +90,18 @@ class Seq2SeqLM(GenerativeTask):
         batch = ops.shape(token_ids)[0]
         self_cache = self.backbone.empty_cache(batch, ops.shape(token_ids)[1])
         cross_cache = self.backbone.empty_cache(batch, ops.shape(encoded)[1])
-        # Seed both caches: a full pass over the decoder ids fills self-attention keys at
-        # 0..length-1 (later positions are rewritten as tokens are chosen) and projects the
-        # encoder states once for cross-attention.
-        _, hidden, self_cache, cross_cache = self.call_decoder_with_cache(
-            encoded, encoder_mask, token_ids, self_cache, 0, cross_cache, 0
-        )
+        # Seed both caches: a pass over the decoder prompts fills self-attention keys up to
+        # the shortest prompt's end (later positions are written as tokens are chosen) and
+        # projects the encoder states once for cross-attention.
         index = ops.min(ops.sum(ops.cast(padding_mask, "int32"), axis=-1))
+
+        def run(prefix_ids):
+            _, hidden, new_self, new_cross = self.call_decoder_with_cache(
+                encoded, encoder_mask, prefix_ids, self_cache, 0, cross_cache, 0
+            )
+            return hidden, new_self, new_cross
+
+        hidden, self_cache, cross_cache = prefill(run, token_ids, index)
 
         def next(prompt, cache, index):
             self_cache, cross_cache = cache

@@ -13,6 +13,8 @@ from keras_unitscale.models.generation import (
     check_texts,
     generated_mask,
     get_sampler,
+    prefill,
+    prefill_lengths,
 )
 from keras_unitscale.preprocessors import CausalLMPreprocessor, Seq2SeqLMPreprocessor
 from keras_unitscale.tokenizers import CharacterTokenizer
@@ -100,19 +102,22 @@ def test_causal_lm_cache_equals_recomputation(kind, transformer_lm):
     assert cached["padding_mask"].all()
 
 
-def test_seq2seq_cache_equals_recomputation():
+def _seq2seq_lm(length, tie_weights=True):
     zh, en = ["我爱猫", "你好吗", "他们去学校"], ["i love cats", "how are you", "to school"]
     preprocessor = Seq2SeqLMPreprocessor(
-        CharacterTokenizer.from_corpus(zh), CharacterTokenizer.from_corpus(en), 8, LENGTH
+        CharacterTokenizer.from_corpus(zh), CharacterTokenizer.from_corpus(en), 8, length
     )
     backbone = Seq2SeqBackbone(
         preprocessor.tokenizer.vocabulary_size(), num_layers=2, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=LENGTH,
+        intermediate_dim=32, max_sequence_length=length,
         decoder_vocabulary_size=preprocessor.decoder_tokenizer.vocabulary_size(),
     )
-    model = Seq2SeqLM(backbone, preprocessor)
-    x = preprocessor.generate_preprocess(
-        {"encoder_text": zh, "decoder_text": ["", "how", "t"]}, decoder_sequence_length=LENGTH
+    return Seq2SeqLM(backbone, preprocessor, tie_weights=tie_weights), zh
+
+
+def _seq2seq_matches_recomputation(model, zh, decoder_text, length):
+    x = model.preprocessor.generate_preprocess(
+        {"encoder_text": zh, "decoder_text": decoder_text}, decoder_sequence_length=length
     )
     x = {k: keras.ops.convert_to_numpy(v) for k, v in x.items()}
     mask = x["decoder_padding_mask"].astype(bool)
@@ -123,6 +128,71 @@ def test_seq2seq_cache_equals_recomputation():
 
     expected = _argmax_without_cache(forward, x["decoder_token_ids"], mask)
     np.testing.assert_array_equal(cached["decoder_token_ids"], expected)
+    return int(mask.sum(axis=1).min())
+
+
+def test_seq2seq_cache_equals_recomputation():
+    model, zh = _seq2seq_lm(LENGTH)
+    _seq2seq_matches_recomputation(model, zh, ["", "how", "t"], LENGTH)
+
+
+def test_prefill_runs_the_shortest_prefix_that_covers_the_prompts():
+    assert prefill_lengths(64) == [8, 16, 32, 64]
+    assert prefill_lengths(1000) == [125, 250, 500, 1000]
+    assert prefill_lengths(15) == [15]
+    ids = np.arange(2 * 64, dtype="int32").reshape(2, 64)
+
+    def run(prefix):
+        # The hidden states say which positions ran; the second output, how many.
+        return keras.ops.cast(prefix[..., None], "float32"), keras.ops.convert_to_tensor(
+            prefix.shape[1], "int32"
+        )
+
+    for index, expected in [(0, 8), (1, 8), (8, 8), (9, 16), (16, 16), (17, 32), (33, 64),
+                            (64, 64)]:
+        hidden, size = prefill(run, ids, keras.ops.convert_to_tensor(index, "int32"))
+        assert int(keras.ops.convert_to_numpy(size)) == expected, index
+        hidden = keras.ops.convert_to_numpy(hidden)
+        assert hidden.shape == (2, 64, 1)
+        np.testing.assert_array_equal(hidden[:, :expected, 0], ids[:, :expected])
+        assert (hidden[:, expected:] == 0).all()
+
+
+@pytest.mark.parametrize("task", ["causal_lm", "seq2seq_lm"])
+def test_cache_from_a_prefix_pass_equals_recomputation(task):
+    # 32 positions: the prompt pass runs 8, 16 or 32 of them, by the shortest prompt. Untied
+    # readouts: with a tied one, a random decoder mostly repeats its input token whatever the
+    # cache holds, and the greedy tokens could not tell a wrong cache.
+    length = 32
+    keras.utils.set_random_seed(0)
+    if task == "seq2seq_lm":
+        model, zh = _seq2seq_lm(length, tie_weights=False)
+        for decoder_text, shortest in [(["", "how are you", "i"], 1),
+                                       (["how are you i love", "how are you i love cats"], 19),
+                                       (["how are you i love cats to", "i love cats how are"], 20)]:
+            n = _seq2seq_matches_recomputation(model, zh[-len(decoder_text):], decoder_text,
+                                               length)
+            assert n == shortest
+        return
+    preprocessor = CausalLMPreprocessor(CharacterTokenizer.from_corpus(TEXTS), length)
+    backbone = TransformerDecoderBackbone(
+        preprocessor.tokenizer.vocabulary_size(), num_layers=2, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, max_sequence_length=length,
+    )
+    model = CausalLM(backbone, preprocessor, tie_weights=False)
+    long = "".join(TEXTS)
+    for prompts, shortest in [(["我", long[:20], "猫很"], 2), ([long[:11], long[3:20]], 12),
+                              ([long[:24], long[1:19]], 19)]:
+        x = model.preprocessor.generate_preprocess(prompts, sequence_length=length)
+        x = {k: keras.ops.convert_to_numpy(v) for k, v in x.items()}
+        mask = x["padding_mask"].astype(bool)
+        assert mask.sum(axis=1).min() == shortest
+        cached = model.generate(x, stop_token_ids=None)
+        expected = _argmax_without_cache(
+            lambda t: model({"token_ids": t, "padding_mask": np.ones_like(t)}),
+            x["token_ids"], mask,
+        )
+        np.testing.assert_array_equal(cached["token_ids"], expected)
 
 
 def test_generation_stops_when_every_sequence_has_ended(transformer_lm):
