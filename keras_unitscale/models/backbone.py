@@ -1,6 +1,7 @@
 """`Backbone`: a functional `UnitScaledModel` built from its constructor arguments."""
 
 import keras
+from keras import ops
 
 from keras_unitscale.models.unit_scaled_model import UnitScaledModel
 from keras_unitscale.presets.mixin import PresetMixin
@@ -19,6 +20,16 @@ def standardize_dtype(dtype):
     if type(dtype) is keras.DTypePolicy or type(dtype).__name__ == "FloatDTypePolicy":
         return dtype.name
     return dtype
+
+
+def write_layer_cache(cache, layer, layer_cache):
+    """`cache [batch, layers, ...]` with layer `layer`'s slot replaced by `layer_cache`.
+
+    One `slice_update` on the stacked cache, which XLA performs in place on the decoding
+    loop's buffer; stacking the layers' caches anew would copy the whole cache every step.
+    """
+    start = [0, layer] + [0] * (len(cache.shape) - 2)
+    return ops.slice_update(cache, start, ops.cast(layer_cache, cache.dtype)[:, None])
 
 
 def token_inputs():

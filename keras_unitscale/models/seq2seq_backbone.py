@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_unitscale import layers
 from keras_unitscale.layers._validation import positive_int
-from keras_unitscale.models.backbone import Backbone, standardize_dtype
+from keras_unitscale.models.backbone import Backbone, standardize_dtype, write_layer_cache
 from keras_unitscale.ops.dropout import validate_rate
 
 
@@ -223,7 +223,7 @@ class Seq2SeqBackbone(Backbone):
         """
         x = self.decoder_embedding(token_ids, start_index=cache_update_index)
         encoder_mask = ops.cast(encoder_padding_mask, "bool")
-        self_caches, cross_caches = [], []
+        self_cache_all, cross_cache_all = self_attention_cache, cross_attention_cache
         for i, block_layer in enumerate(self.decoder_layers):
             x, self_cache, cross_cache = block_layer(
                 x,
@@ -235,10 +235,11 @@ class Seq2SeqBackbone(Backbone):
                 cross_attention_cache_update_index=cross_attention_cache_update_index,
                 training=False,
             )
-            self_caches.append(self_cache)
-            cross_caches.append(cross_cache)
+            self_cache_all = write_layer_cache(self_cache_all, i, self_cache)
+            if cross_attention_cache_update_index is not None:  # else the cache is unchanged
+                cross_cache_all = write_layer_cache(cross_cache_all, i, cross_cache)
         hidden = self.decoder_norm(x)
-        return hidden, ops.stack(self_caches, axis=1), ops.stack(cross_caches, axis=1)
+        return hidden, self_cache_all, cross_cache_all
 
     def get_config(self):
         config = super().get_config()

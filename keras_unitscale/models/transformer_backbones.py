@@ -5,7 +5,12 @@ from keras import ops
 
 from keras_unitscale import layers
 from keras_unitscale.layers._validation import positive_int
-from keras_unitscale.models.backbone import Backbone, standardize_dtype, token_inputs
+from keras_unitscale.models.backbone import (
+    Backbone,
+    standardize_dtype,
+    token_inputs,
+    write_layer_cache,
+)
 from keras_unitscale.ops.dropout import validate_rate
 
 _NORMALIZATIONS = ("layer_norm", "rms_norm")
@@ -253,7 +258,6 @@ class TransformerDecoderBackbone(_TransformerBackbone):
         """
         x = self.embeddings(token_ids, start_index=cache_update_index)
         mask = None if padding_mask is None else ops.cast(padding_mask, "bool")
-        caches = []
         for i, block in enumerate(self.transformer_layers):
             x, layer_cache = block(
                 x,
@@ -262,5 +266,5 @@ class TransformerDecoderBackbone(_TransformerBackbone):
                 self_attention_cache_update_index=cache_update_index,
                 training=False,
             )
-            caches.append(layer_cache)
-        return self.output_norm(x), ops.stack(caches, axis=1)
+            cache = write_layer_cache(cache, i, layer_cache)
+        return self.output_norm(x), cache
