@@ -137,9 +137,10 @@ def test_seq2seq_cache_equals_recomputation():
 
 
 def test_prefill_runs_the_shortest_prefix_that_covers_the_prompts():
-    assert prefill_lengths(64) == [8, 16, 32, 64]
-    assert prefill_lengths(1000) == [125, 250, 500, 1000]
-    assert prefill_lengths(15) == [15]
+    assert prefill_lengths(64) == [16, 64]
+    assert prefill_lengths(1001) == [250, 1001]
+    assert prefill_lengths(31) == [31]
+    assert prefill_lengths(31, shortest=4) == [7, 31]
     ids = np.arange(2 * 64, dtype="int32").reshape(2, 64)
 
     def run(prefix):
@@ -148,8 +149,7 @@ def test_prefill_runs_the_shortest_prefix_that_covers_the_prompts():
             prefix.shape[1], "int32"
         )
 
-    for index, expected in [(0, 8), (1, 8), (8, 8), (9, 16), (16, 16), (17, 32), (33, 64),
-                            (64, 64)]:
+    for index, expected in [(0, 16), (1, 16), (15, 16), (16, 16), (17, 64), (40, 64), (64, 64)]:
         hidden, size = prefill(run, ids, keras.ops.convert_to_tensor(index, "int32"))
         assert int(keras.ops.convert_to_numpy(size)) == expected, index
         hidden = keras.ops.convert_to_numpy(hidden)
@@ -160,7 +160,7 @@ def test_prefill_runs_the_shortest_prefix_that_covers_the_prompts():
 
 @pytest.mark.parametrize("task", ["causal_lm", "seq2seq_lm"])
 def test_cache_from_a_prefix_pass_equals_recomputation(task):
-    # 32 positions: the prompt pass runs 8, 16 or 32 of them, by the shortest prompt. Untied
+    # 32 positions: the prompt pass runs 8 or 32 of them, by the shortest prompt. Untied
     # readouts: with a tied one, a random decoder mostly repeats its input token whatever the
     # cache holds, and the greedy tokens could not tell a wrong cache.
     length = 32
