@@ -10,9 +10,9 @@ size and sequence length (no dropout), and fed the same random token ids:
   greedy, no stop token (every row generates `seq - prompt` tokens), each model's own
   compiled decoding loop with its key/value cache; tokens/s = new tokens / call time. The
   call includes the pass over the prompts that fills the cache: KerasHub's covers all `seq`
-  positions, ours the shortest prefix that holds the prompts (8, 16, 32 or 64 of 64
-  positions, `keras_unitscale.models.generation.prefill`); `--prompt` near `--seq` (say 56)
-  takes that saving away and compares the decoding loops alone.
+  positions, ours only the first quarter when the prompts fit in it (16 of 64 positions,
+  `keras_unitscale.models.generation.prefill`); `--prompt` above `seq / 4` (say 56) takes
+  that saving away and compares the decoding loops alone.
 Timed rounds alternate between the two models; each ratio (ours / KerasHub throughput,
 above 1 = ours faster) is the median of the per-round ratios, robust to other load on the
 machine. Each backend runs in its own subprocess.
