@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_unitscale.ops.scale import positive_number  # noqa: F401 (shared with ops)
+
 
 def positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -24,10 +26,3 @@ def min_rank(shape, rank, name="inputs"):
         raise ValueError(
             f"`{name}` must have rank >= {rank}; received shape {tuple(shape)}."
         )
-
-
-def positive_number(value, name):
-    """A positive int or float, returned as a float (multipliers, scales)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive number; received {value!r}.")
-    return float(value)

@@ -102,9 +102,9 @@ def prefill(run, token_ids, index):
     """
     length = token_ids.shape[1]
     # A length known only at run time (`None` on TensorFlow, symbolic under JAX shape
-    # polymorphism): one full pass.
-    sizes = prefill_lengths(length) if isinstance(length, int) else [None]
-    if len(sizes) == 1:
+    # polymorphism), or too short to split: one full pass.
+    sizes = prefill_lengths(length) if isinstance(length, int) else []
+    if len(sizes) < 2:
         return tuple(run(token_ids))
 
     def branch(size):

@@ -20,10 +20,10 @@ see tests/ops/test_linear.py). The weight gradient is a plain 2-D `x.T @ g`: aut
 transpose of a batched matmul let XLA on CPU transpose the large output gradient inside a
 fusion that recomputes its producers (the activation's backward): an MLP's jitted training
 step took 32 ms against 20 ms with this backward, and Keras' `Dense` escapes the problem only
-when it has a bias, whose gradient happens to break that fusion (docs/benchmarks.md). Each scale multiplies the smaller of the
-two tensors it can go on: `s * (x @ w) = x @ (s * w)`, and the weight is smaller than the
-output in training (2,048 rows against 128 or 512 columns) but not when decoding one token
-per row. In FP8 simulation the operands are cast before they are scaled, so the formats
+when it has a bias, whose gradient happens to break that fusion (docs/benchmarks.md). Each
+scale multiplies the smaller of the two tensors it can go on: `s * (x @ w) = x @ (s * w)`,
+and the weight is smaller than the output in training (2,048 rows against 128 or 512
+columns) but not when decoding one token per row. In FP8 simulation the operands are cast before they are scaled, so the formats
 still see unit values.
 """
 
@@ -33,6 +33,7 @@ from keras_unitscale.backend import custom_gradient
 from keras_unitscale.ops.constraints import apply_constraint
 from keras_unitscale.ops.scale import (
     leading_size,
+    positive_number,
     rsqrt_size,
     scale_bwd,
     scale_fwd,
@@ -67,14 +68,8 @@ def _scaled_product(x, w, out_scale, grad_in_scale, grad_w_scale, fp8):
 
 
 def _scaled_matmul(x, w, out_scale, grad_in_scale, grad_w_scale):
-    """One op with its own backward; each scale multiplies the smaller of the two tensors it
-    could go on (the weight, or the output / input gradient: a decoding step has far fewer
-    rows than its weight).
-
-    The weight gradient is written as a plain 2-D `x.T @ g`: autodiff's transpose of a
-    batched `dot_general` led XLA on CPU to transpose the (large) output gradient inside a
-    fusion that recomputes its producers, a third of an MLP's step.
-    """
+    """One op with its own backward: a 2-D weight gradient, each scale on the smaller tensor
+    (the module docstring says why)."""
     dynamic = static_scale(grad_w_scale) is None
     rows = _static_rows(x)
     fan_in, fan_out = int(w.shape[0]), int(w.shape[1])
@@ -165,12 +160,11 @@ def readout(x, w, b=None, fp8=None, mult=1.0):
     [1.0, 1.0, 1.0]
     """
     fan_in, fan_out = _fans(x, w, "readout")
-    if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not 0 < mult < float("inf"):
-        raise ValueError(f"`mult` must be a positive number; received {mult!r}.")
+    mult = positive_number(mult, "mult")
     batch = leading_size(x)
-    y = _scaled_product(x, w, float(mult) / fan_in, fan_out**-0.5, rsqrt_size(batch), fp8)
+    y = _scaled_product(x, w, mult / fan_in, fan_out**-0.5, rsqrt_size(batch), fp8)
     # The multiplier scales the bias forward only, as it does the matmul.
-    return _add_bias(y, None if b is None else scale_fwd(b, float(mult)), batch)
+    return _add_bias(y, None if b is None else scale_fwd(b, mult), batch)
 
 
 def matmul(a, b, constraint="to_output_scale", fp8=None):

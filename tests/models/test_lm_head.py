@@ -38,7 +38,8 @@ def test_tied_head_reads_the_embedding_table():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="input_dim == vocabulary_size"):
         LMHead(50, embedding=Embedding(40, 8))
-    with pytest.raises(ValueError, match="output_mult"):
-        LMHead(50, output_mult=0)
+    for mult in (0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="output_mult"):
+            LMHead(50, output_mult=mult)
     with pytest.raises(ValueError, match="vocabulary_size"):
         LMHead(0)

@@ -114,7 +114,7 @@ def test_readout_with_mult_equals_scaling_its_output(rows):
         np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("mult", [0.0, -1.0, float("nan"), "2", True])
+@pytest.mark.parametrize("mult", [0.0, -1.0, float("nan"), float("inf"), "2", True])
 def test_readout_rejects_a_bad_mult(mult):
     with pytest.raises(ValueError, match="`mult` must be a positive number"):
         uops.readout(normal((2, 4)), normal((4, 3)), mult=mult)
