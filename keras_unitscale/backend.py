@@ -335,3 +335,67 @@ def compile_stateful(fn, updated, read):
 
     run.jitted = compiled
     return run
+
+
+def fused_attention(query, key, value, mask, scale, is_causal):
+    """`softmax(scale * q k^T) v` through `keras.ops.dot_product_attention`, `[B, T, H, D]`.
+
+    `mask` is `None` or boolean `[batch or 1, heads or 1, T or 1, S]`; `is_causal` is the
+    kernel's own causal mask (query `i` sees keys `j <= i`). Where `cudnn_attention_available`,
+    cuDNN's flash attention runs: a key padding mask (`[batch, 1, 1, S]`) that keeps a prefix
+    of each row's keys, which a run-time check confirms, is given as key lengths; any other
+    mask as an additive bias (as Keras' `MultiHeadAttention` does), which the kernel reads
+    instead of skipping the masked blocks. Elsewhere it is XLA's attention (on TensorFlow,
+    Keras' own).
+    """
+    if not cudnn_attention_available(query, key):
+        return ops.dot_product_attention(
+            query, key, value, mask=mask, scale=scale, is_causal=is_causal,
+            flash_attention=False,
+        )
+    import jax
+
+    def attend(implementation, mask=None, lengths=None):
+        return jax.nn.dot_product_attention(
+            query, key, value, mask=mask, scale=scale, is_causal=is_causal,
+            key_value_seq_lengths=lengths, implementation=implementation,
+        )
+
+    def masked():
+        try:
+            return attend("cudnn", mask=mask)
+        except Exception:  # a bias shape or version cuDNN does not take
+            return attend("xla", mask=mask)
+
+    if mask is None:
+        try:
+            return attend("cudnn")
+        except Exception:
+            return attend("xla")
+    if tuple(mask.shape[1:3]) != (1, 1) or mask.shape[0] != query.shape[0]:
+        return masked()
+    keep = mask[:, 0, 0, :]
+    lengths = jax.numpy.sum(keep, axis=-1, dtype="int32")
+    prefix = jax.numpy.arange(keep.shape[-1])[None, :] < lengths[:, None]
+    is_prefix = jax.numpy.all((keep == prefix) & (lengths > 0)[:, None])
+    try:
+        # Both branches are cuDNN's kernel, whose residuals for the backward pass are small:
+        # the branch not taken must still produce the other's residuals (as zeros).
+        return jax.lax.cond(is_prefix, lambda: attend("cudnn", lengths=lengths), masked)
+    except Exception:
+        return masked()
+
+
+def cudnn_attention_available(query, key):
+    """Whether `fused_attention` runs cuDNN's flash attention for these inputs: JAX on an
+    NVIDIA GPU, static shapes, 16-bit inputs, a head size that is a multiple of 8 up to 128."""
+    if backend_name() != "jax":
+        return False
+    import jax
+
+    if jax.devices()[0].platform != "gpu":
+        return False
+    dtype = keras.backend.standardize_dtype(query.dtype)
+    head_dim = query.shape[-1]
+    static = all(isinstance(d, int) for d in tuple(query.shape) + tuple(key.shape))
+    return static and dtype in ("bfloat16", "float16") and head_dim % 8 == 0 and head_dim <= 128

@@ -28,6 +28,7 @@ from keras_unitscale.ops.residual import (
 from keras_unitscale.ops.scale import leading_size, rsqrt_size, scale_bwd, scale_fwd
 from keras_unitscale.ops.softmax import softmax, softmax_scales
 from keras_unitscale.ops.attention import (
+    attended_keys,
     attention_output_scale,
     causal_mask,
     decoder_residual_taus,

@@ -5,6 +5,7 @@ import pytest
 from keras import ops
 
 from keras_unitscale import ops as uops
+from keras_unitscale.backend import vjp
 from scale_utils import assert_unit, fn_stds, normal
 
 B, S, H, D = 4, 128, 4, 64
@@ -42,16 +43,51 @@ def test_dropout_on_probabilities_keeps_unit_scale():
 
 
 def test_scale_limits():
-    # Uniform attention (tiny mult): sqrt(S) and sqrt(S / H_S).
-    harmonic = sum(1.0 / t for t in range(1, S + 1))
-    assert uops.attention_output_scale(S, D, mult=1e-4) == pytest.approx(S**0.5, rel=1e-6)
-    causal = uops.attention_output_scale(S, D, mult=1e-4, causal=True)
-    assert causal == pytest.approx((S / harmonic) ** 0.5, rel=1e-4)
+    # Uniform attention (tiny mult) over n keys: sqrt(n); one key: 1.
+    for n in (1, 7, S):
+        assert uops.attention_output_scale(n, D, mult=1e-4) == pytest.approx(n**0.5, rel=1e-6)
     # Sharp attention (large mult) tends to one-hot: scale 1.
     assert uops.attention_output_scale(S, D, mult=1e4) == pytest.approx(1.0, abs=1e-3)
-    # A run-time key length gives the same number.
-    dynamic = uops.attention_output_scale(ops.convert_to_tensor(S), D, causal=True)
-    assert float(dynamic) == pytest.approx(uops.attention_output_scale(S, D, causal=True))
+    # Per-query counts as a tensor give the same numbers; a count of 0 counts as 1.
+    counts = ops.convert_to_tensor(np.array([0.0, 1.0, 7.0, S], "float32"))
+    got = ops.convert_to_numpy(uops.attention_output_scale(counts, D))
+    want = [uops.attention_output_scale(n, D) for n in (1, 1, 7, S)]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    with pytest.raises(ValueError, match="num_keys"):
+        uops.attention_output_scale(0, D)
+
+
+def test_each_causal_row_is_unit():
+    # The scale follows the keys each row sees (t + 1), so every row is unit, not only their
+    # mean: one scale for all rows (sqrt(S / H_S) = 4.85) would leave the first rows near
+    # 4.8 and the last near 0.43.
+    q, k, v = qkv()
+    out = ops.convert_to_numpy(uops.dot_product_attention(q, k, v, is_causal=True))
+    rows = out.transpose(1, 0, 2, 3).reshape(S, -1).std(-1)
+    for part in np.split(rows, 8):  # 16 rows, 4096 values each
+        assert_unit(float(np.sqrt(np.mean(part**2))), "rows of the causal output")
+
+
+def test_attended_keys_counts_what_the_mask_allows():
+    mask = np.ones((3, 1, 1, 6), bool)
+    mask[1, ..., 4:] = False
+    mask[2, ..., :2] = False  # left padding
+    counts = ops.convert_to_numpy(uops.attended_keys(ops.convert_to_tensor(mask), True, 6, 6))
+    np.testing.assert_array_equal(
+        counts[..., 0, 0], [[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 4, 4], [0, 0, 1, 2, 3, 4]]
+    )
+    # The same counts from the general [batch, heads, T, S] reduction.
+    full = ops.convert_to_tensor(np.broadcast_to(mask, (3, 1, 6, 6)))
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(uops.attended_keys(full, True, 6, 6)), counts
+    )
+    decoding = uops.attended_keys(ops.convert_to_tensor(mask), True, 1, 6, query_offset=4)
+    np.testing.assert_array_equal(ops.convert_to_numpy(decoding).ravel(), [5, 4, 3])
+    plain = uops.attended_keys(ops.convert_to_tensor(mask), False, 6, 6)
+    np.testing.assert_array_equal(ops.convert_to_numpy(plain).ravel(), [6, 4, 4])
+    one = uops.attended_keys(None, True, 1, 6, query_offset=3)
+    np.testing.assert_array_equal(ops.convert_to_numpy(one).ravel(), [4])
+    assert uops.attended_keys(None, False, 3, 6) == 6
 
 
 def test_scale_tracks_simulated_softmax_as_attention_sharpens():
@@ -123,3 +159,96 @@ def test_decoder_residual_taus_give_equal_shares():
     np.testing.assert_allclose(shares.sum(), 1.0, rtol=1e-6)  # residual_mult ** 2
     with pytest.raises(ValueError, match="num_blocks"):
         uops.decoder_residual_taus(0)
+
+
+def _mask_cases(s=12):
+    rng = np.random.default_rng(3)
+    pad = np.ones((B, 1, s), bool)
+    pad[1, :, 8:], pad[2, :, 3:] = False, False
+    full = rng.random((B, s, s)) < 0.7
+    full[:, :, 0] = True
+    heads = rng.random((B, H, s, s)) < 0.7
+    return {
+        "none": dict(),
+        "causal": dict(is_causal=True),
+        "padding": dict(mask=pad),
+        "padding causal": dict(mask=pad, is_causal=True),
+        "left padding causal": dict(mask=pad[:, :, ::-1].copy(), is_causal=True),
+        "full mask": dict(mask=full),
+        "per-head mask causal": dict(mask=heads, is_causal=True),
+    }
+
+
+@pytest.mark.parametrize("case", list(_mask_cases()))
+def test_fused_path_equals_einsum_path(case):
+    # Forward and all three gradients; full matmul precision is pinned in conftest.py.
+    kwargs = _mask_cases()[case]
+    q, k, v = qkv(s=12, d=8)
+    bias = normal((H, 8), seed=7)
+    g = normal(q.shape, seed=8)
+    results = []
+    for impl in ("fused", "einsum"):
+        def f(q, k, v, b):
+            return uops.dot_product_attention(q, k, v, value_bias=b, implementation=impl, **kwargs)
+
+        out, pullback = vjp(f, q, k, v, bias)
+        results.append([ops.convert_to_numpy(t) for t in (out, *pullback(g))])
+    for name, a, b in zip(("output", "dq", "dk", "dv", "dbias"), *results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"{case}: {name}")
+
+
+@pytest.mark.parametrize("impl", ["fused", "einsum"])
+def test_fused_path_equals_einsum_when_decoding_from_an_offset(impl):
+    q, k, v = qkv(s=10, d=8)
+    pad = np.ones((B, 1, 10), bool)
+    pad[0, :, 7:] = False
+    full = uops.dot_product_attention(q, k, v, mask=pad, is_causal=True, implementation="einsum")
+    one = uops.dot_product_attention(
+        q[:, 5:6], k, v, mask=pad, is_causal=True, query_offset=5, implementation=impl
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(one)[:, 0], ops.convert_to_numpy(full)[:, 5], rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("impl", ["fused", "einsum"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_padding_after_the_real_tokens_changes_nothing(impl, causal):
+    # 7 real tokens padded by 0, 9 or 57 random ones (queries and keys), masked as padding.
+    real = 7
+    rng = np.random.default_rng(5)
+    q, k, v = (rng.standard_normal((2, real, H, 8)).astype("float32") for _ in range(3))
+    outs = []
+    for n in (0, 9, 57):
+        padded = [
+            np.concatenate([t, 50 * rng.standard_normal((2, n, H, 8)).astype("float32")], 1)
+            for t in (q, k, v)
+        ]
+        mask = np.arange(real + n)[None, None, :] < real
+        mask = np.broadcast_to(mask, (2, 1, real + n))
+        out = uops.dot_product_attention(*padded, mask=mask, is_causal=causal, implementation=impl)
+        outs.append(ops.convert_to_numpy(out)[:, :real])
+    for out in outs[1:]:
+        np.testing.assert_allclose(out, outs[0], rtol=1e-5, atol=1e-6)
+
+
+def test_cross_attention_ignores_padded_keys():
+    # A short target attending to a source of 5 real keys padded to 5, 16 or 40.
+    rng = np.random.default_rng(6)
+    q = rng.standard_normal((2, 3, H, 8)).astype("float32")
+    k, v = (rng.standard_normal((2, 5, H, 8)).astype("float32") for _ in range(2))
+    outs = []
+    for n in (0, 11, 35):
+        kk, vv = (np.concatenate([t, np.ones((2, n, H, 8), "float32")], 1) for t in (k, v))
+        mask = np.broadcast_to(np.arange(5 + n) < 5, (2, 1, 5 + n))
+        outs.append(ops.convert_to_numpy(uops.dot_product_attention(q, kk, vv, mask=mask)))
+    for out in outs[1:]:
+        np.testing.assert_allclose(out, outs[0], rtol=1e-5, atol=1e-6)
+
+
+def test_implementation_is_checked():
+    q, k, v = qkv(s=8, d=8)
+    with pytest.raises(ValueError, match="`implementation` must be one of"):
+        uops.dot_product_attention(q, k, v, implementation="flash")
+    with pytest.raises(ValueError, match="cannot apply dropout"):
+        uops.dot_product_attention(q, k, v, dropout_rate=0.1, implementation="fused")
