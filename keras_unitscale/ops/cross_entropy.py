@@ -6,12 +6,20 @@ with respect to its logits is `softmax - onehot`: `V - 1` entries near `1/V` and
 `sqrt(V-1)/V` and the unit-making scale is `V / sqrt(V-1)`. A mean over `N` tokens divides
 each token's gradient by `N`; we multiply it back, so the scale is `N * V / sqrt(V-1)`, where
 `N` is the number of tokens the reduction averages over (the valid ones, under a mask).
+
+How it is computed. The per-token loss is `logsumexp(z) - z[label]`, with its own backward
+`(exp(z - logsumexp(z)) - onehot(label)) * upstream * scale`, written straight in the logits'
+dtype. Under a 16-bit policy the `[tokens, vocabulary]` logits are then read in 16 bits by one
+reduction forward and one elementwise pass backward, and no float32 copy of them (Keras' loss
+keeps float32 log-probabilities for its backward, then casts their gradient back) is ever
+materialised; the statistics are computed in float32 all the same. The value equals Keras'
+`sparse_categorical_crossentropy(from_logits=True)` to float rounding.
 """
 
 from keras import ops
 
-from keras_unitscale.backend import num_replicas_in_sync
-from keras_unitscale.ops.scale import leading_size, scale_bwd, static_scale
+from keras_unitscale.backend import custom_gradient, num_replicas_in_sync
+from keras_unitscale.ops.scale import leading_size, static_scale
 
 
 def logit_grad_scale(vocab, count):
@@ -26,18 +34,40 @@ def per_token_cross_entropy(labels, logits, count=None):
     """Per-token `-log softmax(logits)[label]` with the unit-scaled logit gradient.
 
     `count` is the number of tokens the caller's reduction averages over; by default, every
-    token in `labels` (a plain mean). Use `count=1` for a summed loss.
+    token in `labels` (a plain mean). Use `count=1` for a summed loss. The result is float32.
     """
     vocab = logits.shape[-1]
     if vocab is None:
         raise ValueError(f"`logits` need a static last dimension; got shape {logits.shape}.")
     if count is None:
         count = leading_size(labels, trailing_dims=0)
-    logits = ops.cast(logits, "float32")
-    logits = scale_bwd(logits, logit_grad_scale(int(vocab), count))
-    return ops.sparse_categorical_crossentropy(
-        ops.cast(labels, "int32"), logits, from_logits=True
+    logits = ops.convert_to_tensor(logits)
+    scale = logit_grad_scale(int(vocab), count)
+    # Labels travel as float32 (exact below 2 ** 24) so that every input of the custom
+    # gradient is a float tensor.
+    labels = ops.cast(labels, "float32")
+    if static_scale(scale) is not None:
+        return custom_gradient(lambda z, y: _cross_entropy(z, y, scale))(logits, labels)
+    return custom_gradient(_cross_entropy)(logits, labels, ops.cast(scale, "float32"))
+
+
+def _cross_entropy(logits, labels, scale):
+    z = ops.cast(logits, "float32")
+    lse = ops.logsumexp(z, axis=-1)
+    onehot = ops.equal(
+        ops.arange(z.shape[-1], dtype="float32"), ops.expand_dims(labels, -1)
     )
+    picked = ops.sum(ops.where(onehot, z, 0.0), axis=-1)
+
+    def grad(g):
+        upstream = ops.expand_dims(ops.cast(g, "float32") * ops.cast(scale, "float32"), -1)
+        dz = (ops.exp(z - ops.expand_dims(lse, -1)) - ops.cast(onehot, "float32")) * upstream
+        others = (ops.zeros_like(labels),)
+        if static_scale(scale) is None:
+            others += (ops.zeros_like(scale),)
+        return (ops.cast(dz, logits.dtype),) + others
+
+    return lse - picked, grad
 
 
 def sparse_softmax_cross_entropy(labels, logits, sample_weight=None, mask=None):

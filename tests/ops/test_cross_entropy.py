@@ -44,3 +44,45 @@ def test_masked_tokens_get_unit_grad_and_padding_none():
     g = np.asarray(pull(np.float32(1.0))[0])
     assert_unit(float(np.std(g[mask])), "grad at valid tokens")
     assert np.all(g[~mask] == 0)
+
+
+def _keras_loss_and_grad(labels, logits, weights):
+    def f(z):
+        return keras.ops.sum(
+            keras.ops.sparse_categorical_crossentropy(labels, z, from_logits=True) * weights
+        )
+
+    out, pull = vjp(f, logits)
+    return np.asarray(out), np.asarray(pull(np.float32(1.0))[0])
+
+
+def test_own_backward_is_keras_gradient_times_the_scale():
+    # Static count (plain mean) and run-time count (a mask): the gradient is Keras' own
+    # gradient of the same mean, times count * V / sqrt(V - 1), to float rounding.
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 97, (6, 10))
+    logits = normal((6, 10, 97), seed=4) * 2.0
+    mask = rng.random((6, 10)) < 0.6
+    factor = 97 / np.sqrt(96)
+    for m in (None, mask):
+        count = labels.size if m is None else int(mask.sum())
+        weights = np.ones(labels.shape, "float32") if m is None else mask.astype("float32")
+        value, pull = vjp(lambda z: uops.sparse_softmax_cross_entropy(labels, z, mask=m), logits)
+        ours = np.asarray(pull(np.float32(1.0))[0])
+        total, grad = _keras_loss_and_grad(labels, logits, weights)
+        np.testing.assert_allclose(float(value), float(total) / count, rtol=1e-6)
+        np.testing.assert_allclose(ours, grad * factor, rtol=1e-5, atol=1e-7)
+
+
+def test_16_bit_logits_get_16_bit_gradients_and_a_float32_loss():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 64, (32,))
+    logits = keras.ops.cast(normal((32, 64), seed=6), "bfloat16")
+    value, pull = vjp(lambda z: uops.per_token_cross_entropy(labels, z), logits)
+    grad = pull(keras.ops.ones((32,), "float32"))[0]
+    assert keras.backend.standardize_dtype(value.dtype) == "float32"
+    assert keras.backend.standardize_dtype(grad.dtype) == "bfloat16"
+    reference = keras.ops.sparse_categorical_crossentropy(
+        labels, keras.ops.cast(logits, "float32"), from_logits=True
+    )
+    np.testing.assert_allclose(np.asarray(value), np.asarray(reference), rtol=1e-6)
