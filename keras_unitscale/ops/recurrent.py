@@ -291,10 +291,17 @@ def _run(cell, scales, sequences, initial_state, kernel, recurrent_kernel, bias,
 
     result = None
     if use_fused and fp8 is None and recurrent_dropout_mask is None:
+        # The fused kernels are given the reversed sequence rather than `go_backwards`:
+        # Keras 3.15's JAX cuDNN path flips a backward layer's outputs back into input order,
+        # where Keras' own loop (and TensorFlow) return them in processing order.
+        fused_x, fused_mask = x, mask
+        if go_backwards:
+            fused_x = ops.flip(x, axis=1)
+            fused_mask = None if mask is None else ops.flip(mask, axis=1)
         try:
             result = fused_fn(
-                x, states, mask, w, u, b, return_sequences=return_sequences,
-                go_backwards=go_backwards, unroll=unroll,
+                fused_x, states, fused_mask, w, u, b, return_sequences=return_sequences,
+                go_backwards=False, unroll=unroll,
             )
         except NotImplementedError:
             result = None
