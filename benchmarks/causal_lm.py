@@ -156,11 +156,12 @@ def _measure(args):
         {name: (lambda m=m: m.train_on_batch(x, y)) for name, m in models.items()},
         args.batch * args.seq,
     )
+    generate = None
     prompts = {
         "token_ids": np.where(np.arange(args.seq) < args.prompt, ids[:, :-1], 0).astype("int32"),
         "padding_mask": np.broadcast_to(np.arange(args.seq) < args.prompt, x["token_ids"].shape),
     }
-    generate = _rounds(
+    generate = None if not args.generate else _rounds(
         args,
         {name: (lambda m=m: m.generate(prompts, stop_token_ids=None))
          for name, m in models.items()},
@@ -172,6 +173,8 @@ def _measure(args):
     peak = args.peak_tflops or (peak_tflops(name, compute_dtype) if platform == "gpu" else None)
     per_token = model_flops(n, args.layers, args.hidden, args.seq, args.prompt)
     for result, flops in zip((train, generate), per_token):
+        if result is None:
+            continue
         for who in ("ours", "keras_hub"):
             tflops = result[f"tokens_per_s_{who}"] * flops / 1e12
             result[f"tflops_{who}"] = tflops
@@ -206,6 +209,8 @@ def main():
                         help="Keras dtype policy of both models, e.g. mixed_bfloat16")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="device peak for MFU (default: looked up for known GPUs)")
+    parser.add_argument("--generate", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time generate() (--no-generate: training only)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -214,11 +219,14 @@ def main():
     keys = ["vocab", "layers", "heads", "hidden", "seq", "batch", "prompt", "steps", "rounds",
             "dtype_policy", "peak_tflops"]
     for r in measure_in_children(__file__, args.backend or ["tensorflow", "jax"],
-                                 options_of(args, keys)):
+                                 options_of(args, keys)
+                                 + ([] if args.generate else ["--no-generate"])):
         shape = (f"vocab {args.vocab}, {args.layers} layers, width {args.hidden}, "
                  f"{args.heads} heads, batch {args.batch}, seq {args.seq}")
         for kind in ("train", "generate"):
             m = r[kind]
+            if m is None:
+                continue
             mfu = "" if m["mfu_ours"] is None else (
                 f", MFU ours {m['mfu_ours']:.1%} keras_hub {m['mfu_keras_hub']:.1%}"
             )
