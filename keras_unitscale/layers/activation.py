@@ -3,7 +3,7 @@
 import keras
 
 from keras_unitscale import ops as uops
-from keras_unitscale.ops.activations import canonical_activation
+from keras_unitscale.ops.activations import canonical_activation, serialize_activation
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
@@ -11,7 +11,9 @@ class Activation(keras.layers.Layer):
     """Applies a unit-scaled nonlinearity: drop-in for `keras.layers.Activation`.
 
     Args:
-        activation: `"gelu"`, `"silu"`/`"swish"`, `"relu"`, `"tanh"`, `"sigmoid"`, `"linear"`.
+        activation: any Keras activation, a name or a function (see `Dense`). Elementwise
+            ones are unit-scaled; `"softmax"` and `"log_softmax"` (over the last axis) are
+            applied as they are, for the probabilities at a model's output.
         constraint: how the forward and gradient scales are tied.
 
     Example:
@@ -37,5 +39,5 @@ class Activation(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(activation=self.activation, constraint=self.constraint)
+        config.update(activation=serialize_activation(self.activation), constraint=self.constraint)
         return config

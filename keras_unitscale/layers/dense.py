@@ -4,7 +4,11 @@ import keras
 
 from keras_unitscale import ops as uops
 from keras_unitscale.layers._validation import float_input, min_rank, positive_int
-from keras_unitscale.ops.activations import canonical_activation
+from keras_unitscale.ops.activations import (
+    PROBABILITY_ACTIVATIONS,
+    canonical_activation,
+    serialize_activation,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
@@ -14,12 +18,17 @@ class Dense(keras.layers.Layer):
     Computes `activation(x @ kernel / sqrt(fan_in) + bias)`, with the kernel drawn from
     N(0, 1) and separate backward scales for the input gradient (`fan_out ** -0.5`) and the
     weight gradients (`batch ** -0.5`), tied by `constraint`. The activation is the unit-scaled
-    version of the named function (`"gelu"`, `"silu"`/`"swish"`, `"relu"`, `"tanh"`,
-    `"sigmoid"`, `"linear"` or `None`).
+    version of any elementwise Keras activation, by name or function: the scales of `"gelu"`,
+    `"silu"`/`"swish"`, `"relu"`, `"tanh"` and `"sigmoid"` are derived from their formulas,
+    those of the others (`"elu"`, `"softplus"`, `keras.activations.mish`, your own registered
+    function, ...) measured once (`keras_unitscale.ops.activations.measured_scales`).
+    `"softmax"` and `"log_softmax"` are not elementwise and are accepted on a readout only,
+    where they turn the logits into (log-)probabilities, unscaled, for a loss such as
+    `sparse_categorical_crossentropy` without `from_logits`.
 
     Args:
         units: positive int, output size.
-        activation: activation name or `None`.
+        activation: a Keras activation (name or function) or `None`.
         use_bias: whether to add a (zero-initialised) bias.
         constraint: `"to_output_scale"` (default), `"to_grad_input_scale"`, `"gmean"` or
             `None`; see `keras_unitscale.ops.apply_constraint`.
@@ -54,6 +63,12 @@ class Dense(keras.layers.Layer):
         self.use_bias = bool(use_bias)
         self.constraint = uops.validate_constraint(constraint)
         self.readout = bool(readout)
+        if self.activation in PROBABILITY_ACTIVATIONS and not self.readout:
+            raise ValueError(
+                f"`activation={activation!r}` turns outputs into probabilities, which no "
+                "scale can make unit; it is accepted on the last layer, `readout=True`. "
+                "Inside a network use an elementwise activation."
+            )
         self.kernel_initializer = keras.initializers.get(
             kernel_initializer or keras.initializers.RandomNormal(stddev=1.0)
         )
@@ -92,7 +107,7 @@ class Dense(keras.layers.Layer):
         config = super().get_config()
         config.update(
             units=self.units,
-            activation=self.activation,
+            activation=serialize_activation(self.activation),
             use_bias=self.use_bias,
             constraint=self.constraint,
             readout=self.readout,

@@ -6,7 +6,11 @@ from keras_unitscale import ops as uops
 from keras_unitscale.layers._validation import positive_int
 from keras_unitscale.layers.dense import Dense
 from keras_unitscale.layers.dropout import Dropout
-from keras_unitscale.ops.activations import canonical_activation
+from keras_unitscale.ops.activations import (
+    PROBABILITY_ACTIVATIONS,
+    canonical_activation,
+    serialize_activation,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
@@ -17,7 +21,8 @@ class MLP(keras.layers.Layer):
         hidden_dim: size of the hidden layer (commonly 4x the model width; about 8/3x when
             gated, to keep the parameter count).
         output_dim: output size; defaults to the input size.
-        activation: a unit-scaled activation name (`"gelu"` plain, `"silu"` gated, ...).
+        activation: an elementwise Keras activation, a name or a function (`"gelu"` plain,
+            `"silu"` gated, ...), unit-scaled as in `Dense`.
         gated: use the gated (GLU) form.
         use_bias: biases in the projections.
         dropout: rate of the unit-scaled dropout applied to the hidden activations.
@@ -46,6 +51,10 @@ class MLP(keras.layers.Layer):
         self.hidden_dim = positive_int(hidden_dim, "hidden_dim")
         self.output_dim = None if output_dim is None else positive_int(output_dim, "output_dim")
         self.activation = canonical_activation(activation)
+        if self.activation in PROBABILITY_ACTIVATIONS:
+            raise ValueError(
+                f"`activation` must be elementwise inside an MLP; received {activation!r}."
+            )
         self.gated = bool(gated)
         self.use_bias = bool(use_bias)
         self.dropout = float(dropout)
@@ -82,7 +91,7 @@ class MLP(keras.layers.Layer):
         config.update(
             hidden_dim=self.hidden_dim,
             output_dim=self.output_dim,
-            activation=self.activation,
+            activation=serialize_activation(self.activation),
             gated=self.gated,
             use_bias=self.use_bias,
             dropout=self.dropout,

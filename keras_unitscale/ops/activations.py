@@ -9,6 +9,7 @@ are tied by the constraint (default `to_output_scale`).
 
 import math
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -71,28 +72,122 @@ MEANS = {name: m[2] for name, m in _MOMENTS.items()}
 matmul that follows sees a second moment of `1 + mean^2` (e.g. about 1.23 after GELU)."""
 
 ACTIVATIONS = tuple(_FUNCTIONS) + tuple(_ALIASES) + ("linear",)
+"""The activations with scales derived in closed form (from the functions' own formulas)."""
+
+PROBABILITY_ACTIVATIONS = ("softmax", "log_softmax")
+"""Not elementwise: applied as they are, unscaled, to a readout's logits (their outputs are
+probabilities, or log-probabilities, for a loss that expects them)."""
+
+_KERAS_NAMES = {"gelu": "gelu", "silu": "silu", "swish": "silu", "relu": "relu",
+                "tanh": "tanh", "sigmoid": "sigmoid", "linear": "linear",
+                "softmax": "softmax", "log_softmax": "log_softmax"}
+_MEASURED = {}  # activation key -> (forward scale, grad scale, function)
 
 
-def canonical_activation(name):
-    """Maps an activation name (or `None`) to the name used in `SCALES`, or raises."""
-    if name is None or name == "linear":
+def canonical_activation(activation):
+    """The key `activation` applies for any Keras activation: a name or a function.
+
+    Returns `"linear"`, a name of `SCALES`, one of `PROBABILITY_ACTIVATIONS`, or, for any
+    other elementwise activation (`"elu"`, `"softplus"`, `keras.activations.mish`, a custom
+    registered function, ...), its Keras serialization, whose scales are measured once (see
+    `measured_scales`). Raises a `ValueError` naming the activation otherwise.
+    """
+    if activation is None:
         return "linear"
-    if isinstance(name, str):
-        name = _ALIASES.get(name, name)
-        if name in _FUNCTIONS:
-            return name
-    raise ValueError(
-        f"`activation` must be one of {list(ACTIVATIONS)} or None; received {name!r}."
-    )
+    if isinstance(activation, str) and activation in _MEASURED:
+        return activation
+    if isinstance(activation, str) and (
+        activation in _FUNCTIONS or activation in _ALIASES or activation == "linear"
+    ):
+        return _ALIASES.get(activation, activation)
+    try:
+        fn = keras.activations.get(activation)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"`activation` must be a Keras activation (a name such as 'gelu', 'elu' or "
+            f"'softmax', or a function); received {activation!r:.80}. {e}"
+        ) from None
+    name = keras.activations.serialize(fn)
+    if isinstance(name, str) and name in _KERAS_NAMES and _is_keras_builtin(fn, name):
+        return _KERAS_NAMES[name]
+    key = name if isinstance(name, str) else repr(name)
+    if key not in _MEASURED:
+        _MEASURED[key] = measured_scales(fn, activation) + (fn,)
+    return key
+
+
+def _is_keras_builtin(fn, name):
+    return fn is getattr(keras.activations, name, None)
+
+
+def serialize_activation(key):
+    """What `get_config` stores for a key of `canonical_activation`."""
+    if key in _MEASURED:
+        return keras.activations.serialize(_MEASURED[key][2])
+    return key
+
+
+def measured_scales(fn, name=None):
+    """`(forward_scale, grad_scale)` of an elementwise activation, measured as `SCALES` are
+    derived: moments of `fn(x)` and of its slope (central differences) for `x ~ N(0, 1)`,
+    by a Riemann sum over [-12, 12], evaluated once with `keras.ops` in float32.
+
+    Example:
+    >>> import keras
+    >>> from keras_unitscale.ops.activations import SCALES, measured_scales
+    >>> [round(s, 3) for s in measured_scales(keras.activations.tanh)] == [
+    ...     round(s, 3) for s in SCALES["tanh"]]
+    True
+    """
+    name = name if name is not None else getattr(fn, "__name__", fn)
+    x = np.linspace(-12.0, 12.0, 24_001)
+    h = 1e-2
+    try:
+        values = [
+            np.asarray(ops.convert_to_numpy(fn(ops.convert_to_tensor(v.astype("float32")))),
+                       "float64")
+            for v in (x, x + h, x - h, x[: x.size // 3])
+        ]
+    except Exception as e:
+        raise ValueError(
+            f"`activation` {name!r:.80} could not be evaluated on a float32 vector to measure "
+            f"its unit scale: {type(e).__name__}: {e}"
+        ) from None
+    y, up, down, part = values
+    if y.shape != x.shape or not np.allclose(part, y[: x.size // 3], rtol=1e-5, atol=1e-6):
+        raise ValueError(
+            f"`activation` {name!r:.80} is not elementwise, so no constant scale makes its "
+            "output unit; softmax and log_softmax are accepted on a readout "
+            "(`Dense(..., readout=True)`), whose logits they turn into probabilities."
+        )
+    w = _normal_pdf(x) * (x[1] - x[0])
+    mean = np.sum(w * y)
+    var = np.sum(w * y**2) - mean**2
+    grad_sq = np.sum(w * ((up - down) / (2 * h)) ** 2)
+    if not (np.isfinite(var) and np.isfinite(grad_sq) and var > 1e-12 and grad_sq > 1e-12):
+        raise ValueError(
+            f"`activation` {name!r:.80} has no finite, non-zero spread for unit-normal "
+            f"inputs (variance {var:.3g}, mean squared slope {grad_sq:.3g}), so it cannot "
+            "be unit-scaled."
+        )
+    return float(var) ** -0.5, float(grad_sq) ** -0.5
 
 
 def activation(x, name, constraint="to_output_scale"):
-    """Applies the named scaled nonlinearity (`"linear"`/`None` is the identity)."""
+    """Applies the scaled nonlinearity of `canonical_activation(name)`: `"linear"`/`None` is
+    the identity; softmax and log_softmax (over the last axis) are applied unscaled."""
     name = canonical_activation(name)
     if name == "linear":
         return x
-    fwd, bwd = apply_constraint(constraint, *SCALES[name])
-    return scale_fwd(_FUNCTIONS[name][2](scale_bwd(x, bwd)), fwd)
+    if name in PROBABILITY_ACTIVATIONS:
+        return getattr(ops, name)(x, axis=-1)
+    if name in SCALES:
+        fn, scales = _FUNCTIONS[name][2], SCALES[name]
+    else:
+        fwd, bwd, fn = _MEASURED[name]
+        scales = (fwd, bwd)
+    fwd, bwd = apply_constraint(constraint, *scales)
+    return scale_fwd(fn(scale_bwd(x, bwd)), fwd)
 
 
 def gelu(x, constraint="to_output_scale"):

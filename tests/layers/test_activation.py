@@ -1,3 +1,5 @@
+import keras
+import numpy as np
 import pytest
 
 import keras_unitscale as ku
@@ -19,5 +21,15 @@ def test_activation_roundtrip(tmp_path):
 
 
 def test_unknown_activation():
-    with pytest.raises(ValueError, match="`activation` must be one of"):
-        ku.layers.Activation("elu")
+    with pytest.raises(ValueError, match="`activation` must be a Keras activation"):
+        ku.layers.Activation("no_such_activation")
+
+
+def test_any_elementwise_keras_activation_and_softmax(tmp_path):
+    x = normal((256, 512))
+    for spec in ("elu", keras.activations.mish):
+        layer = ku.layers.Activation(spec)
+        assert abs(float(np.std(keras.ops.convert_to_numpy(layer(x)))) - 1) < 0.05, spec
+        assert_keras_roundtrip(layer, normal((2, 5)), tmp_path)
+    probs = keras.ops.convert_to_numpy(ku.layers.Activation("softmax")(x))
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)

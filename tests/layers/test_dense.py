@@ -66,8 +66,10 @@ def test_bad_units(units):
 def test_bad_constraint_and_activation():
     with pytest.raises(ValueError, match="`constraint` must be one of"):
         ku.layers.Dense(4, constraint="unit")
-    with pytest.raises(ValueError, match="`activation` must be one of"):
+    with pytest.raises(ValueError, match="`activation='softmax'` turns outputs into probab"):
         ku.layers.Dense(4, activation="softmax")
+    with pytest.raises(ValueError, match="`activation` must be a Keras activation"):
+        ku.layers.Dense(4, activation="no_such_activation")
 
 
 def test_integer_and_rank_one_inputs_are_rejected():
@@ -75,3 +77,29 @@ def test_integer_and_rank_one_inputs_are_rejected():
         ku.layers.Dense(4)(np.ones((2, 3), "int32"))
     with pytest.raises(ValueError, match="`inputs` must have rank >= 2"):
         ku.layers.Dense(4)(np.ones((3,), "float32"))
+
+
+def test_any_elementwise_keras_activation(tmp_path):
+    for spec in ("elu", "softplus", keras.activations.mish):
+        out, (gx,), _ = layer_stds(
+            ku.layers.Dense(512, activation=spec, constraint=None), normal((256, 1024))
+        )
+        assert_unit(out, f"{spec} output")
+        assert_unit(gx, f"{spec} input grad")
+        assert_keras_roundtrip(ku.layers.Dense(3, activation=spec), normal((2, 5)), tmp_path)
+
+
+def test_softmax_readout_gives_probabilities_for_keras_losses(tmp_path):
+    # The last line of most tutorials: Dense(classes, activation="softmax"), with
+    # sparse_categorical_crossentropy on probabilities.
+    x = normal((8, 16))
+    layer = ku.layers.Dense(3, activation="softmax", readout=True)
+    probs = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    logits = ku.layers.Dense(3, readout=True)
+    logits.build(x.shape)
+    logits.set_weights(layer.get_weights())
+    np.testing.assert_allclose(
+        probs, keras.ops.convert_to_numpy(keras.ops.softmax(logits(x))), rtol=1e-5, atol=1e-7
+    )
+    assert_keras_roundtrip(layer, x, tmp_path)
