@@ -20,7 +20,11 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
     backward pass of the whole model then starts at unit scale.
 
     Args:
-        from_logits: must be true: the scaled gradient is defined for logits.
+        from_logits: true (default) for logits. False for probabilities (the output of a
+            `Dense(..., activation="softmax", readout=True)`): the value is then Keras'
+            `from_logits=False` value (normalised, clipped to `epsilon`), and the gradient
+            reaching the softmax's logits is the same unit-scaled one, by taking the
+            probabilities' logarithm as logits (`softmax(log p) = p`).
         ignore_class: optional label id left out of the loss (as in Keras).
         reduction, name, dtype: as in `keras.losses.Loss`.
 
@@ -42,13 +46,10 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
         name="sparse_categorical_crossentropy",
         dtype=None,
     ):
-        if not from_logits:
-            raise ValueError(
-                "`from_logits` must be True: the unit-scaled gradient is defined with respect "
-                "to logits. Remove the final softmax and pass logits."
-            )
+        if not isinstance(from_logits, bool):
+            raise ValueError(f"`from_logits` must be True or False; received {from_logits!r}.")
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.from_logits = True
+        self.from_logits = from_logits
         self.ignore_class = ignore_class
 
     def __call__(self, y_true, y_pred, sample_weight=None):
@@ -79,7 +80,10 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
                 count = ops.sum(ops.cast(mask, "float32")) * num_replicas_in_sync()
         else:
             count = 1
-        losses = uops.per_token_cross_entropy(y_true, y_pred, count=count)
+        if self.from_logits:
+            losses = uops.per_token_cross_entropy(y_true, y_pred, count=count)
+        else:
+            losses = _from_probabilities(y_true, y_pred, count)
         if self.ignore_class is not None:
             losses = ops.where(valid, losses, 0.0)
         if mask is not None:
@@ -90,3 +94,17 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
         config = super().get_config()
         config.update(from_logits=self.from_logits, ignore_class=self.ignore_class)
         return config
+
+
+def _from_probabilities(labels, probs, count):
+    """Keras' `from_logits=False` value, with the unit-scaled gradient of `log p` as logits."""
+    probs = ops.cast(probs, "float32")
+    probs = probs / ops.sum(probs, axis=-1, keepdims=True)
+    epsilon = keras.config.epsilon()
+    log_p = ops.log(ops.clip(probs, epsilon, 1.0 - epsilon))
+    ours = uops.per_token_cross_entropy(labels, log_p, count=count)
+    index = ops.expand_dims(ops.cast(labels, "int32"), -1)
+    keras_value = -ops.squeeze(ops.take_along_axis(log_p, index, axis=-1), -1)
+    # Clipping makes `logsumexp(log p)` differ from 0 by up to `V * epsilon`: the value is
+    # Keras', the gradient ours.
+    return ours + ops.stop_gradient(keras_value - ours)

@@ -58,11 +58,50 @@ def test_keras_mask_on_predictions_is_honoured():
 def test_loss_config_roundtrip():
     loss = ku.losses.SparseCategoricalCrossentropy(ignore_class=0, name="ce")
     clone = ku.losses.SparseCategoricalCrossentropy.from_config(loss.get_config())
-    assert clone.ignore_class == 0 and clone.name == "ce"
+    assert clone.ignore_class == 0 and clone.name == "ce" and clone.from_logits is True
+    probs = ku.losses.SparseCategoricalCrossentropy(from_logits=False)
+    assert ku.losses.SparseCategoricalCrossentropy.from_config(probs.get_config()).from_logits is False
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="`from_logits` must be True"):
-        ku.losses.SparseCategoricalCrossentropy(from_logits=False)
+    with pytest.raises(ValueError, match="`from_logits` must be True or False"):
+        ku.losses.SparseCategoricalCrossentropy(from_logits=None)
     with pytest.raises(ValueError, match="`y_true` must hold integer class ids"):
         ku.losses.SparseCategoricalCrossentropy()(np.array(["a", "b"]), normal((2, 3)))
+
+
+def test_probabilities_give_keras_value_and_the_same_logit_gradient():
+    # from_logits=False on softmax(z): Keras' value; the gradient reaching z is the unit
+    # one that from_logits=True gives on z itself.
+    rng = np.random.default_rng(7)
+    y, z = rng.integers(0, 40, (64,)), normal((64, 40), seed=8)
+    probs = keras.ops.softmax(z)
+    ours = ku.losses.SparseCategoricalCrossentropy(from_logits=False)
+    theirs = keras.losses.SparseCategoricalCrossentropy(from_logits=False)
+    np.testing.assert_allclose(float(ours(y, probs)), float(theirs(y, probs)), rtol=1e-6)
+    _, pull_p = vjp(lambda z: ours(y, keras.ops.softmax(z)), z)
+    _, pull_z = vjp(lambda z: ku.losses.SparseCategoricalCrossentropy()(y, z), z)
+    via_probs = np.asarray(pull_p(np.float32(1.0))[0])
+    via_logits = np.asarray(pull_z(np.float32(1.0))[0])
+    np.testing.assert_allclose(via_probs, via_logits, rtol=1e-4, atol=1e-5)
+    assert_unit(float(np.std(via_probs)), "logit grad through the softmax")
+    with pytest.raises(ValueError, match="`from_logits` must be True or False"):
+        ku.losses.SparseCategoricalCrossentropy(from_logits="yes")
+
+
+def test_softmax_readout_model_trains_with_the_default_loss():
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((256, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    inputs = keras.Input((8,))
+    h = ku.layers.Dense(32, activation="relu")(inputs)
+    model = ku.models.UnitScaledModel(
+        inputs, ku.layers.Dense(2, activation="softmax", readout=True)(h)
+    )
+    model.compile(learning_rate=3e-2, metrics=["accuracy"])
+    assert model.loss.from_logits is False
+    history = model.fit(x, y, epochs=15, batch_size=64, verbose=0).history
+    assert history["accuracy"][-1] > 0.9, history
+    probs = np.asarray(model.predict(x[:4], verbose=0))
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)

@@ -52,7 +52,8 @@ class UnitScaledModel(keras.Model):
 
         Args:
             optimizer: an optimizer or its name; default `AdamW` with `learning_rate`.
-            loss: default `keras_unitscale.losses.SparseCategoricalCrossentropy()`.
+            loss: default `keras_unitscale.losses.SparseCategoricalCrossentropy()`, with
+                `from_logits=False` when the last layer is a softmax readout.
             learning_rate: the default optimizer's step (default 1e-2), a number or a
                 `keras.optimizers.schedules.LearningRateSchedule`; an error when an optimizer
                 instance is also given.
@@ -85,7 +86,10 @@ class UnitScaledModel(keras.Model):
         if loss is None:
             from keras_unitscale.losses import SparseCategoricalCrossentropy
 
-            loss = SparseCategoricalCrossentropy()
+            # A softmax readout outputs probabilities, not logits.
+            last = self.layers[-1] if self.layers else None
+            probabilities = getattr(last, "activation", None) == "softmax"
+            loss = SparseCategoricalCrossentropy(from_logits=not probabilities)
         super().compile(optimizer=optimizer, loss=loss, auto_scale_loss=auto_scale_loss, **kwargs)
 
     def compile_from_config(self, config):
