@@ -8,6 +8,7 @@ KerasHub's tasks do. With `preprocessor=None` they are Keras' own.
 import copy
 
 import keras
+import numpy as np
 
 from keras_unitscale.models.unit_scaled_model import UnitScaledModel
 from keras_unitscale.presets.mixin import PresetMixin
@@ -31,6 +32,20 @@ def _has_strings(x):
         if (isinstance(kind, str) and kind in "USO") or "string" in str(dtype):
             return True
     return False
+
+
+def _as_inputs(x):
+    """Inputs as users give them: one string is a batch of one; a Python list of numbers
+    (labels, weights) is an array."""
+    if isinstance(x, (str, bytes)):
+        return [x]
+    if isinstance(x, list) and x and not any(isinstance(v, (str, bytes)) for v in x):
+        if all(isinstance(v, (int, float, bool, np.number, list, tuple)) for v in x):
+            try:
+                return np.asarray(x)
+            except ValueError:  # ragged nested lists: leave them to the checks below
+                return x
+    return x
 
 
 def _num_samples(x):
@@ -189,6 +204,9 @@ class Task(PresetMixin, UnitScaledModel):
 
     def fit(self, x=None, y=None, batch_size=None, sample_weight=None, validation_data=None,
             validation_split=0.0, shuffle=True, **kwargs):
+        x, y, sample_weight = _as_inputs(x), _as_inputs(y), _as_inputs(sample_weight)
+        if isinstance(validation_data, (list, tuple)):
+            validation_data = tuple(_as_inputs(v) for v in validation_data)
         if self.preprocessor is None:
             if y is not None and not _is_dataset(x):
                 self.check_targets(y)
@@ -221,6 +239,7 @@ class Task(PresetMixin, UnitScaledModel):
         return super().fit(train, validation_data=validation_data, shuffle=False, **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None, **kwargs):
+        x, y, sample_weight = _as_inputs(x), _as_inputs(y), _as_inputs(sample_weight)
         if self.preprocessor is None or kwargs.get("_use_cached_eval_dataset", False):
             if y is not None and not _is_dataset(x):
                 self.check_targets(y)
@@ -229,6 +248,7 @@ class Task(PresetMixin, UnitScaledModel):
         return super().evaluate(self._dataset(x, y, sample_weight, batch_size), **kwargs)
 
     def predict(self, x, batch_size=None, **kwargs):
+        x = _as_inputs(x)
         if self.preprocessor is None:
             return super().predict(x, batch_size=batch_size, **kwargs)
         return super().predict(self._dataset(x, None, None, batch_size), **kwargs)

@@ -217,3 +217,19 @@ def test_scales_near_unit_at_initialisation():
             assert row["std"] < 0.5
         else:  # a loose band: 40 short texts and 16 units give noisy stds
             assert 0.4 < row["std"] < 2.5, row
+
+
+def test_inputs_as_users_give_them(trained):
+    # Labels (and weights) as Python lists; one string to predict is a batch of one.
+    classifier, _ = trained
+    as_list = classifier.evaluate(TEXTS, LABELS.tolist(), verbose=0, return_dict=True)
+    as_array = classifier.evaluate(TEXTS, LABELS, verbose=0, return_dict=True)
+    assert as_list == pytest.approx(as_array)
+    history = classifier.fit(TEXTS[:8], LABELS[:8].tolist(), sample_weight=[1.0] * 8,
+                             validation_data=(TEXTS[8:16], LABELS[8:16].tolist()),
+                             batch_size=8, epochs=1, verbose=0)
+    assert np.isfinite(history.history["val_loss"][0])
+    one = classifier.predict("这本书很好", verbose=0)
+    both = classifier.predict(["这本书很好", "太差了"], verbose=0)
+    assert one.shape == (1, 2)
+    np.testing.assert_allclose(one[0], both[0], rtol=1e-5, atol=1e-6)
