@@ -124,7 +124,7 @@ def _predict(args):
     from keras_unitscale.presets import read_metadata
 
     classifier = _load_task(args.preset, "TextClassifier", "predict")
-    names = read_metadata(args.preset).get("label_names")
+    names = classifier.label_names or read_metadata(args.preset).get("label_names")
     logits = classifier.predict(list(args.texts), verbose=0)
     probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
     probabilities /= probabilities.sum(axis=-1, keepdims=True)
@@ -175,6 +175,8 @@ def _train(args):
         overrides = {"preprocessor": _new_preprocessor(args, task_name, x)}
         if task_name == "TextClassifier":
             overrides["num_classes"] = len(label_names) if label_names else int(y.max()) + 1
+            if label_names:
+                overrides["label_names"] = list(label_names)
         model = load_preset(_task_class(task_name), args.preset, **overrides)
     output = args.output or f"{args.task}_preset"
     if os.path.isdir(output) and os.listdir(output) and not args.overwrite:

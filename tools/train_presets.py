@@ -78,7 +78,7 @@ def sentiment(kind, quick, seed):
             intermediate_dim=2 * width, max_sequence_length=length,
         )
     task = TextClassifier(backbone, num_classes=2, preprocessor=preprocessor,
-                          dropout=0.0 if quick else 0.3)
+                          dropout=0.0 if quick else 0.3, label_names=["negative", "positive"])
     steps = EPOCHS[f"zh_sentiment_{kind}"] * -(-len(train[0]) // BATCH_SIZE)
     task.compile(learning_rate=keras.optimizers.schedules.CosineDecay(3e-2, steps))
     facts = {

@@ -141,6 +141,9 @@ class TextClassifier(Task):
         output_mult: u-muP's output multiplier: the logits are multiplied by it in the
             forward pass (their gradient stays unit-scaled). At 1 they start with std
             `hidden ** -0.5`; a larger value lets them grow faster under a global step size.
+        label_names: optional names of the classes, in class-id order (`num_classes` then
+            defaults to their number); kept in the config and presets, and used by the
+            `keras-unitscale predict` command and by `predict_labels`.
         **kwargs: `name`.
 
     Example:
@@ -159,8 +162,8 @@ class TextClassifier(Task):
     (2, 2)
     """
 
-    def __init__(self, backbone, num_classes, preprocessor=None, pooling="mean", dropout=0.0,
-                 output_mult=1.0, **kwargs):
+    def __init__(self, backbone, num_classes=None, preprocessor=None, pooling="mean",
+                 dropout=0.0, output_mult=1.0, label_names=None, **kwargs):
         try:
             inputs = backbone.input
         except (AttributeError, ValueError):  # not a model, or one never called
@@ -172,7 +175,17 @@ class TextClassifier(Task):
                 "`backbone` must be a backbone taking {'token_ids', 'padding_mask'}, e.g. "
                 f"`keras_unitscale.models.LSTMBackbone`; received {backbone!r:.80}."
             )
-        num_classes = positive_int(num_classes, "num_classes")
+        label_names = _label_names(label_names)
+        if num_classes is None and label_names is None:
+            raise ValueError("Give `num_classes`, `label_names`, or both.")
+        num_classes = positive_int(
+            len(label_names) if num_classes is None else num_classes, "num_classes"
+        )
+        if label_names is not None and len(label_names) != num_classes:
+            raise ValueError(
+                f"`label_names` must name each of the {num_classes} classes (num_classes="
+                f"{num_classes}); received {len(label_names)} names: {label_names!r:.80}."
+            )
         dropout = validate_rate(dropout, "dropout")
         output_mult = positive_number(output_mult, "output_mult")
         dtype = backbone.dtype_policy
@@ -197,6 +210,7 @@ class TextClassifier(Task):
         self.pooling = pooling
         self.dropout = dropout
         self.output_mult = output_mult
+        self.label_names = label_names
         self.compile()
 
     def compile(self, optimizer=None, loss=None, metrics="auto", **kwargs):
@@ -211,6 +225,23 @@ class TextClassifier(Task):
         if isinstance(metrics, str) and metrics == "auto":
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def predict_labels(self, x, **kwargs):
+        """The predicted class of each input: its name when `label_names` are set, else its
+        id. `x` and `kwargs` as `predict`.
+
+        Example:
+        >>> import keras_unitscale as ku
+        >>> backbone = ku.models.LSTMBackbone(vocabulary_size=20, hidden_dim=4)
+        >>> classifier = ku.models.TextClassifier(backbone, label_names=["neg", "pos"])
+        >>> x = {"token_ids": [[3, 4, 0]], "padding_mask": [[1, 1, 0]]}
+        >>> classifier.num_classes, classifier.predict_labels(x, verbose=0)[0] in ("neg", "pos")
+        (2, True)
+        """
+        ids = np.argmax(np.asarray(self.predict(x, **kwargs)), axis=-1)
+        if self.label_names is None:
+            return [int(i) for i in ids]
+        return [self.label_names[int(i)] for i in ids]
 
     def check_targets(self, y):
         """Labels must be integer class ids in `[0, num_classes)`."""
@@ -231,5 +262,18 @@ class TextClassifier(Task):
     def get_config(self):
         config = super().get_config()
         config.update(num_classes=self.num_classes, pooling=self.pooling, dropout=self.dropout,
-                      output_mult=self.output_mult)
+                      output_mult=self.output_mult, label_names=self.label_names)
         return config
+
+
+def _label_names(names):
+    if names is None:
+        return None
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names or not all(
+        isinstance(n, str) and n for n in names
+    ) or len(set(names)) != len(names):
+        raise ValueError(
+            "`label_names` must be a list of distinct, non-empty strings (one per class); "
+            f"received {names!r:.80}."
+        )
+    return list(names)

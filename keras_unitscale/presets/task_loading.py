@@ -101,6 +101,13 @@ def load_task(cls, preset_dir, metadata, load_weights, overrides):
         backbone = _build_backbone(
             backbone_class, backbone_inner, backbone_over, preset_dir, metadata, load_weights
         )
+        if "label_names" in _task_arguments(stored) and config.get("label_names") is None and (
+            not {"label_names", "num_classes"} & set(task_over)
+        ):
+            # Presets saved before the task kept its label names have them in the metadata.
+            names = metadata.get("label_names")
+            if names and len(names) == config.get("num_classes", len(names)):
+                config["label_names"] = list(names)
         config.update(task_over)
         task = stored.from_config({**config, "backbone": backbone, "preprocessor": preprocessor})
         head = os.path.join(preset_dir, layout.TASK_WEIGHTS_FILE)

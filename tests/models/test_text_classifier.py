@@ -32,7 +32,8 @@ def _classifier(backbone="lstm", **kwargs):
             vocab, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
             max_sequence_length=8,
         )
-    return TextClassifier(backbone, num_classes=2, preprocessor=preprocessor, **kwargs)
+    kwargs.setdefault("num_classes", 2)
+    return TextClassifier(backbone, preprocessor=preprocessor, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +234,30 @@ def test_inputs_as_users_give_them(trained):
     both = classifier.predict(["这本书很好", "太差了"], verbose=0)
     assert one.shape == (1, 2)
     np.testing.assert_allclose(one[0], both[0], rtol=1e-5, atol=1e-6)
+
+
+def test_label_names_are_kept_and_checked(tmp_path):
+    classifier = _classifier(label_names=["negative", "positive"])
+    assert classifier.num_classes == 2
+    clone = TextClassifier.from_config(classifier.get_config())
+    assert clone.label_names == ["negative", "positive"]
+    labels = classifier.predict_labels(["这本书很好", "太差了"], verbose=0)
+    assert set(labels) <= {"negative", "positive"} and len(labels) == 2
+    classifier.save_to_preset(str(tmp_path / "preset"))
+    loaded = TextClassifier.from_preset(str(tmp_path / "preset"))
+    assert loaded.label_names == ["negative", "positive"]
+    assert loaded.predict_labels(["这本书很好", "太差了"], verbose=0) == labels
+    for bad in ("ab", ["a", "a"], ["a", ""], ["a", "b", "c"]):
+        with pytest.raises(ValueError, match="`label_names`"):
+            _classifier(label_names=bad)
+    with pytest.raises(ValueError, match="Give `num_classes`, `label_names`, or both"):
+        TextClassifier(classifier.backbone)
+
+
+def test_presets_saved_with_names_in_their_metadata_only_get_them():
+    # zh_sentiment_lstm predates label_names in the task config.
+    classifier = TextClassifier.from_preset("zh_sentiment_lstm")
+    assert classifier.label_names == ["negative", "positive"]
+    assert classifier.predict_labels(["质量很好，物流也快", "太差了，不推荐"], verbose=0) == [
+        "positive", "negative"
+    ]
