@@ -145,7 +145,24 @@ def _generate(args):
 
     model = _load_task(args.preset, "CausalLM", "generate")
     keras.utils.set_random_seed(args.seed)
-    print(model.generate(args.prompt, max_length=args.max_length, sampler=args.sampler))
+    for text in model.generate(list(args.prompts), max_length=args.max_length,
+                               sampler=_sampler(args)):
+        print(text)
+
+
+def _sampler(args):
+    """The sampler of `--sampler`, with `--top-k` / `--top-p` where they apply."""
+    if args.sampler in ("greedy", "random"):
+        return args.sampler
+    if args.top_k is not None and args.top_k < 1:
+        raise CommandError(f"--top-k must be a positive integer; received {args.top_k}.")
+    if args.top_p is not None and not 0.0 < args.top_p <= 1.0:
+        raise CommandError(f"--top-p must be in (0, 1]; received {args.top_p}.")
+    import keras_hub
+
+    if args.sampler == "top_k":
+        return keras_hub.samplers.TopKSampler(k=args.top_k or 5, seed=args.seed)
+    return keras_hub.samplers.TopPSampler(p=args.top_p or 0.1, seed=args.seed)
 
 
 def _train(args):
@@ -262,6 +279,9 @@ def build_parser():
         prog="keras-unitscale",
         description="Unit-scaled Keras models: presets, prediction, training and a demo.",
     )
+    from keras_unitscale import __version__
+
+    parser.add_argument("--version", action="version", version=f"keras-unitscale {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("presets", help="list the built-in presets",
@@ -284,13 +304,19 @@ def build_parser():
     p.add_argument("--max-length", type=int, help="most tokens per translation")
     p.set_defaults(run=_translate)
 
-    p = commands.add_parser("generate", help="continue a prompt with a CausalLM preset",
-                            description="Print the prompt and its continuation.")
+    p = commands.add_parser("generate", help="continue prompts with a CausalLM preset",
+                            description="Print each prompt and its continuation, one line "
+                                        "per prompt.")
     p.add_argument("preset", help="a preset name or directory")
-    p.add_argument("prompt")
+    p.add_argument("prompts", nargs="+", metavar="PROMPT")
     p.add_argument("--max-length", type=int, help="total tokens, prompt included")
     p.add_argument("--sampler", default="greedy", choices=["greedy", "top_k", "top_p", "random"],
                    help="decoding strategy (default greedy)")
+    p.add_argument("--top-k", type=int,
+                   help="with --sampler top_k: sample among the k likeliest tokens (default 5)")
+    p.add_argument("--top-p", type=float,
+                   help="with --sampler top_p: sample among the likeliest tokens whose "
+                        "probabilities add up to p (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampler (default 0)")
     p.set_defaults(run=_generate)
 

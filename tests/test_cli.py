@@ -78,6 +78,29 @@ def test_translate_and_generate_print_text(capsys, presets):
     assert code == 0 and out.startswith("这本")
 
 
+def test_generate_takes_several_prompts_and_sampler_options(capsys, presets):
+    code, out, _ = run(capsys, "generate", presets / "causal_lm", "这本", "我", "--max-length", 6)
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2 and lines[0].startswith("这本") and lines[1][0] == "我"
+    for options in (["--sampler", "top_k", "--top-k", 3], ["--sampler", "top_p", "--top-p", 0.5]):
+        runs = [run(capsys, "generate", presets / "causal_lm", "这本", "--max-length", 8,
+                    "--seed", 1, *options) for _ in range(2)]
+        assert all(code == 0 for code, _, _ in runs), runs
+        assert runs[0][1] == runs[1][1]  # the same seed, the same text
+    code, _, err = run(capsys, "generate", presets / "causal_lm", "x", "--sampler", "top_k",
+                       "--top-k", 0)
+    assert code != 0 and "--top-k must be a positive integer" in err
+
+
+def test_version(capsys):
+    import keras_unitscale
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out.strip() == f"keras-unitscale {keras_unitscale.__version__}"
+
+
 @pytest.mark.parametrize("task, data, options", [
     ("text_classifier", "reviews.csv", []),
     ("causal_lm", "lines.txt", ["--tokenizer", "character"]),
