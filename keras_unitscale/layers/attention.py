@@ -4,8 +4,13 @@ import keras
 from keras import ops
 
 from keras_unitscale import ops as uops
+from keras_unitscale.layers import _weights
 from keras_unitscale.layers._validation import positive_int, positive_number
 from keras_unitscale.ops.dropout import validate_rate
+
+
+def _clone(initializer):
+    return initializer.__class__.from_config(initializer.get_config())
 
 
 def _output_dim(output_shape):
@@ -40,6 +45,11 @@ class MultiHeadAttention(keras.layers.Layer):
         rotary_max_wavelength: if set, rotary position embeddings with this maximum
             wavelength are applied to queries and keys (positions start at the cache index).
         seed: seed of the dropout.
+        attention_axes: `None` only (the sequence axis); other axes are refused.
+        kernel_initializer, bias_initializer: default N(0, 1) and zeros; an initializer that
+            does not draw unit-variance weights is warned about (see `Dense`).
+        kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint,
+            bias_constraint: as in Keras, for the four projections.
 
     Call arguments:
         query: `[batch, T, dim]`.
@@ -86,9 +96,32 @@ class MultiHeadAttention(keras.layers.Layer):
         constraint="to_output_scale",
         rotary_max_wavelength=None,
         seed=None,
+        attention_axes=None,
+        kernel_initializer=None,
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if attention_axes not in (None, 1, -2, (1,), (-2,), [1], [-2]):
+            raise ValueError(
+                "`attention_axes` must be None (attend over the sequence axis of [batch, "
+                "length, dim] inputs); received "
+                f"{attention_axes!r}. Unit-scaled attention takes its output scale from the "
+                "keys each query attends to along one sequence axis."
+            )
+        self.kernel_initializer = keras.initializers.get(
+            kernel_initializer or keras.initializers.RandomNormal(stddev=1.0)
+        )
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = _weights.regularizer(kernel_regularizer, "kernel_regularizer")
+        self.bias_regularizer = _weights.regularizer(bias_regularizer, "bias_regularizer")
+        self.kernel_constraint = _weights.constraint(kernel_constraint, "kernel_constraint")
+        self.bias_constraint = _weights.constraint(bias_constraint, "bias_constraint")
+        self._user_initializer = kernel_initializer is not None
         self.num_heads = positive_int(num_heads, "num_heads")
         self.key_dim = positive_int(key_dim, "key_dim")
         self.value_dim = self.key_dim if value_dim is None else positive_int(value_dim, "value_dim")
@@ -143,10 +176,19 @@ class MultiHeadAttention(keras.layers.Layer):
         kernel = self.add_weight(
             name=f"{name}_kernel",
             shape=(int(fan_in), int(fan_out)),
-            initializer=keras.initializers.RandomNormal(stddev=1.0),
+            # A new initializer per projection: one unseeded instance called four times
+            # would draw four identical kernels.
+            initializer=_clone(self.kernel_initializer),
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
+        if self._user_initializer:
+            _weights.warn_if_not_unit(kernel, "kernel_initializer", self)
         bias = (
-            self.add_weight(name=f"{name}_bias", shape=(int(fan_out),), initializer="zeros")
+            self.add_weight(
+                name=f"{name}_bias", shape=(int(fan_out),), initializer=_clone(self.bias_initializer),
+                regularizer=self.bias_regularizer, constraint=self.bias_constraint,
+            )
             if self.use_bias
             else None
         )
@@ -276,4 +318,13 @@ class MultiHeadAttention(keras.layers.Layer):
             rotary_max_wavelength=self.rotary_max_wavelength,
             seed=self.seed,
         )
-        return config
+        return _weights.serialize(
+            config,
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            bias_regularizer=self.bias_regularizer,
+            activity_regularizer=self.activity_regularizer,
+            kernel_constraint=self.kernel_constraint,
+            bias_constraint=self.bias_constraint,
+        )

@@ -3,6 +3,7 @@
 import keras
 
 from keras_unitscale import ops as uops
+from keras_unitscale.layers import _weights
 from keras_unitscale.layers._validation import float_input, min_rank, positive_int
 from keras_unitscale.ops.activations import (
     PROBABILITY_ACTIVATIONS,
@@ -34,7 +35,12 @@ class Dense(keras.layers.Layer):
             `None`; see `keras_unitscale.ops.apply_constraint`.
         readout: if true, the u-muP readout rule (`1 / fan_in` forward, unconstrained); use it
             for the last layer before a loss.
-        kernel_initializer, bias_initializer: as in Keras; default N(0, 1) and zeros.
+        kernel_initializer, bias_initializer: as in Keras; default N(0, 1) and zeros. An
+            initializer that does not draw unit-variance weights (Keras' `glorot_uniform`)
+            starts the layer off unit scale, and is warned about.
+        kernel_regularizer, bias_regularizer, activity_regularizer: as in Keras (their
+            penalties are in `model.losses`).
+        kernel_constraint, bias_constraint: as in Keras (applied after each optimizer step).
         **kwargs: `name`, `dtype`, `trainable`, ...
 
     Example:
@@ -55,9 +61,18 @@ class Dense(keras.layers.Layer):
         readout=False,
         kernel_initializer=None,
         bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.kernel_regularizer = _weights.regularizer(kernel_regularizer, "kernel_regularizer")
+        self.bias_regularizer = _weights.regularizer(bias_regularizer, "bias_regularizer")
+        self.kernel_constraint = _weights.constraint(kernel_constraint, "kernel_constraint")
+        self.bias_constraint = _weights.constraint(bias_constraint, "bias_constraint")
+        self._user_initializer = kernel_initializer is not None
         self.units = positive_int(units, "units")
         self.activation = canonical_activation(activation)
         self.use_bias = bool(use_bias)
@@ -84,12 +99,16 @@ class Dense(keras.layers.Layer):
                 f"The last dimension of `inputs` must be known; received shape {input_shape}."
             )
         self.kernel = self.add_weight(
-            name="kernel", shape=(fan_in, self.units), initializer=self.kernel_initializer
+            name="kernel", shape=(fan_in, self.units), initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer, constraint=self.kernel_constraint,
         )
+        if self._user_initializer:
+            _weights.warn_if_not_unit(self.kernel, "kernel_initializer", self)
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight(
-                name="bias", shape=(self.units,), initializer=self.bias_initializer
+                name="bias", shape=(self.units,), initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer, constraint=self.bias_constraint,
             )
 
     def call(self, inputs):
@@ -114,4 +133,11 @@ class Dense(keras.layers.Layer):
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
         )
-        return config
+        return _weights.serialize(
+            config,
+            kernel_regularizer=self.kernel_regularizer,
+            bias_regularizer=self.bias_regularizer,
+            activity_regularizer=self.activity_regularizer,
+            kernel_constraint=self.kernel_constraint,
+            bias_constraint=self.bias_constraint,
+        )

@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_unitscale import ops as uops
+from keras_unitscale.layers import _weights
 from keras_unitscale.backend import concrete_value
 from keras_unitscale.layers._validation import positive_int
 
@@ -20,7 +21,10 @@ class Embedding(keras.layers.Layer):
         input_dim: vocabulary size.
         output_dim: embedding size.
         mask_zero: if true, id 0 is padding and a Keras mask is produced.
-        embeddings_initializer: default N(0, 1).
+        embeddings_initializer: default N(0, 1); one that does not draw unit-variance
+            vectors (Keras' `uniform`, std 0.03) starts the layer off unit scale, and is
+            warned about.
+        embeddings_regularizer, activity_regularizer, embeddings_constraint: as in Keras.
         **kwargs: `name`, `dtype`, ...
 
     Ids outside `[0, input_dim)` raise a `ValueError` when the layer runs eagerly (inside a
@@ -36,9 +40,23 @@ class Embedding(keras.layers.Layer):
     """
 
     def __init__(
-        self, input_dim, output_dim, mask_zero=False, embeddings_initializer=None, **kwargs
+        self,
+        input_dim,
+        output_dim,
+        mask_zero=False,
+        embeddings_initializer=None,
+        embeddings_regularizer=None,
+        embeddings_constraint=None,
+        **kwargs,
     ):
         super().__init__(**kwargs)
+        self.embeddings_regularizer = _weights.regularizer(
+            embeddings_regularizer, "embeddings_regularizer"
+        )
+        self.embeddings_constraint = _weights.constraint(
+            embeddings_constraint, "embeddings_constraint"
+        )
+        self._user_initializer = embeddings_initializer is not None
         self.input_dim = positive_int(input_dim, "input_dim")
         self.output_dim = positive_int(output_dim, "output_dim")
         self.mask_zero = bool(mask_zero)
@@ -53,7 +71,11 @@ class Embedding(keras.layers.Layer):
             name="embeddings",
             shape=(self.input_dim, self.output_dim),
             initializer=self.embeddings_initializer,
+            regularizer=self.embeddings_regularizer,
+            constraint=self.embeddings_constraint,
         )
+        if self._user_initializer:
+            _weights.warn_if_not_unit(self.embeddings, "embeddings_initializer", self)
 
     def _check_ids(self, ids):
         dtype = keras.backend.standardize_dtype(ids.dtype)
@@ -91,4 +113,9 @@ class Embedding(keras.layers.Layer):
             mask_zero=self.mask_zero,
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
         )
-        return config
+        return _weights.serialize(
+            config,
+            embeddings_regularizer=self.embeddings_regularizer,
+            activity_regularizer=self.activity_regularizer,
+            embeddings_constraint=self.embeddings_constraint,
+        )

@@ -1,0 +1,59 @@
+"""What the layers share about their weights: Keras' regularizers and constraints, and a
+warning when a user's initializer breaks unit scale."""
+
+import warnings
+
+import keras
+import numpy as np
+
+
+def regularizer(value, name):
+    """`keras.regularizers.get`, with an error that names the argument."""
+    try:
+        return keras.regularizers.get(value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"`{name}` must be a Keras regularizer (e.g. 'l2' or keras.regularizers.L2(1e-4)) "
+            f"or None; received {value!r:.80}. {e}"
+        ) from None
+
+
+def constraint(value, name):
+    """`keras.constraints.get`, with an error that names the argument."""
+    try:
+        return keras.constraints.get(value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"`{name}` must be a Keras constraint (e.g. 'non_neg' or "
+            f"keras.constraints.MaxNorm(3)) or None; received {value!r:.80}. {e}"
+        ) from None
+
+
+def serialize(config, **objects):
+    """Adds Keras-serialized regularizers, constraints and initializers to `config`."""
+    for key, value in objects.items():
+        config[key] = keras.saving.serialize_keras_object(value)
+    return config
+
+
+def warn_if_not_unit(variable, name, layer):
+    """Warns when a weight drawn by a user's initializer is far from unit variance.
+
+    Unit-scaled layers multiply by fixed scales that assume N(0, 1) weights: the scales, not
+    the initializer, set the size of each output. `glorot_uniform`, Keras' default, draws
+    weights of std `sqrt(2 / (fan_in + fan_out))` (0.04 for 512 x 512), which would shrink
+    the layer's outputs by that factor at initialisation.
+    """
+    values = np.asarray(keras.ops.convert_to_numpy(variable.value), "float64")
+    if values.size < 16:
+        return
+    rms = float(np.sqrt(np.mean(values**2)))
+    if not 0.5 <= rms <= 2.0:
+        warnings.warn(
+            f"{type(layer).__name__} {layer.name!r}: `{name}` drew weights of RMS {rms:.3g}. "
+            "Unit-scaled layers expect N(0, 1) weights (their fixed scales, not the "
+            "initializer, set each output's size), so this layer starts "
+            f"{rms:.3g} times off unit scale. Leave `{name}` unset for N(0, 1).",
+            UserWarning,
+            stacklevel=3,
+        )
