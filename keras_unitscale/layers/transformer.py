@@ -118,10 +118,10 @@ class _Block(keras.layers.Layer):
     def _norm(self, name):
         if self.normalization == "rms_norm":
             return RMSNormalization(
-                self.normalization_epsilon, scale=False, dtype=self.dtype_policy, name=name
+                epsilon=self.normalization_epsilon, scale=False, dtype=self.dtype_policy, name=name
             )
         return LayerNormalization(
-            self.normalization_epsilon, center=False, scale=False, dtype=self.dtype_policy,
+            epsilon=self.normalization_epsilon, center=False, scale=False, dtype=self.dtype_policy,
             name=name,
         )
 

@@ -146,9 +146,9 @@ class Seq2SeqBackbone(Backbone):
         ]
         norm = dict(center=False, scale=False, epsilon=1e-5, dtype=dtype)
         if normalization == "rms_norm":
-            self.encoder_norm = layers.RMSNormalization(1e-5, scale=False, dtype=dtype,
+            self.encoder_norm = layers.RMSNormalization(epsilon=1e-5, scale=False, dtype=dtype,
                                                         name="encoder_norm")
-            self.decoder_norm = layers.RMSNormalization(1e-5, scale=False, dtype=dtype,
+            self.decoder_norm = layers.RMSNormalization(epsilon=1e-5, scale=False, dtype=dtype,
                                                         name="decoder_norm")
         else:
             self.encoder_norm = layers.LayerNormalization(name="encoder_norm", **norm)

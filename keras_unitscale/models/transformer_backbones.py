@@ -86,11 +86,11 @@ class _TransformerBackbone(Backbone):
         ]
         if normalization == "rms_norm":
             self.output_norm = layers.RMSNormalization(
-                1e-5, scale=False, dtype=dtype, name="output_norm"
+                epsilon=1e-5, scale=False, dtype=dtype, name="output_norm"
             )
         else:
             self.output_norm = layers.LayerNormalization(
-                1e-5, center=False, scale=False, dtype=dtype, name="output_norm"
+                epsilon=1e-5, center=False, scale=False, dtype=dtype, name="output_norm"
             )
 
         # === Functional model ===

@@ -41,3 +41,32 @@ def test_norm_roundtrip(cls, tmp_path):
 def test_bad_epsilon():
     with pytest.raises(ValueError, match="`epsilon` must be a positive float"):
         ku.layers.RMSNormalization(epsilon=0)
+
+
+def test_keras_arguments():
+    x = normal((4, 6))
+    # axis: the last one only, however it is written.
+    for axis in (-1, 1, [-1]):
+        ku.layers.LayerNormalization(axis=axis)(x)
+    with pytest.raises(ValueError, match="`axis` must be the last axis"):
+        ku.layers.LayerNormalization(axis=0)(x)
+    with pytest.raises(ValueError, match="`axis` must be the last axis"):
+        ku.layers.LayerNormalization(axis=(0, 1))
+    for eps in (float("nan"), float("inf"), 0.0, True):
+        with pytest.raises(ValueError, match="`epsilon` must be a positive float"):
+            ku.layers.LayerNormalization(epsilon=eps)
+    # rms_scaling=True is RMSNormalization, as in Keras.
+    rms = ku.layers.LayerNormalization(rms_scaling=True)(x)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(rms),
+        keras.ops.convert_to_numpy(ku.layers.RMSNormalization(epsilon=1e-3)(x)), rtol=1e-6,
+    )
+    layer = ku.layers.LayerNormalization(gamma_regularizer=keras.regularizers.L2(1.0),
+                                         beta_constraint="non_neg", gamma_initializer="zeros")
+    layer(x)
+    assert len(layer.losses) == 1 and float(keras.ops.convert_to_numpy(layer.losses[0])) == 0.0
+    clone = ku.layers.LayerNormalization.from_config(layer.get_config())
+    assert isinstance(clone.gamma_regularizer, keras.regularizers.L2)
+    assert ku.layers.RMSNormalization.from_config(
+        ku.layers.RMSNormalization(axis=-1).get_config()
+    ).axis == -1
