@@ -3,7 +3,7 @@
 import keras
 
 from keras_unitscale.layers._validation import positive_int
-from keras_unitscale.layers.lstm import _RecurrentWeights, _UnitScaledRNN
+from keras_unitscale.layers.lstm import _RecurrentWeights, _UnitScaledRNN, keras_rnn_arguments
 from keras_unitscale.ops.recurrent import gru
 
 
@@ -37,7 +37,11 @@ class GRU(_UnitScaledRNN):
             `"to_output_scale"` (default), `"to_grad_input_scale"`, `"gmean"` or `None`.
         return_sequences, return_state, go_backwards, stateful, unroll, use_cudnn: as in
             `keras.layers.GRU`.
-        **kwargs: `name`, `dtype`, `trainable`, `zero_output_for_mask`, ...
+        **kwargs: `name`, `dtype`, `trainable`, `zero_output_for_mask`, ...; and Keras'
+            weight arguments as `LSTM` takes them (`kernel_`/`recurrent_`/`bias_`
+            initializer, regularizer, constraint; `activity_regularizer`). `activation`
+            and `recurrent_activation` must be Keras' defaults and `reset_after` True: the
+            scales are derived for that GRU.
 
     The attribute `fp8` (default None) takes an FP8 simulation for the input projection and
     the recurrent kernel.
@@ -73,12 +77,20 @@ class GRU(_UnitScaledRNN):
         **kwargs,
     ):
         units = positive_int(units, "units")
+        if kwargs.pop("reset_after", True) is not True:
+            raise ValueError(
+                "`reset_after` must be True (Keras' default, the cuDNN-compatible GRU): the "
+                "unit-scaled GRU applies the reset gate after the recurrent matmul, whose "
+                "scale is derived for that form."
+            )
+        options = keras_rnn_arguments(kwargs, "GRU")
         cell = _RecurrentWeights(
             units,
             gates=3,
             bias_rows=2 if use_bias else 0,
             forget_bias=0.0,
             state_count=1,
+            options=options,
             dtype=kwargs.get("dtype"),
             trainable=kwargs.get("trainable", True),
             name="gru_cell",

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_unitscale import ops as uops
+from keras_unitscale.layers import _weights
 from keras_unitscale.layers._validation import float_input, positive_int
 from keras_unitscale.ops.dropout import validate_rate
 from keras_unitscale.ops.recurrent import fused_kernel_disables_jit, lstm
@@ -16,7 +17,8 @@ class _RecurrentWeights(keras.layers.Layer):
     the weights once per call, outside the loop), so it never steps this cell.
     """
 
-    def __init__(self, units, gates, bias_rows, forget_bias, state_count, **kwargs):
+    def __init__(self, units, gates, bias_rows, forget_bias, state_count, options=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.units = units
         self.gates = gates
@@ -24,15 +26,34 @@ class _RecurrentWeights(keras.layers.Layer):
         self.forget_bias = forget_bias
         self.state_size = [units] * state_count
         self.output_size = units
+        self.options = options or {}
+
+    def get_config(self):
+        # Never deserialised on its own: the LSTM or GRU that owns it rebuilds it, and saves
+        # the weight options itself.
+        config = super().get_config()
+        config.update(units=self.units, gates=self.gates, bias_rows=self.bias_rows,
+                      forget_bias=self.forget_bias, state_count=len(self.state_size))
+        return config
+
+    def _weight(self, name, shape, initializer):
+        user = self.options.get(f"{name}_initializer")
+        weight = self.add_weight(
+            name=name, shape=shape, initializer=user or initializer,
+            regularizer=self.options.get(f"{name}_regularizer"),
+            constraint=self.options.get(f"{name}_constraint"),
+        )
+        if user is not None and name != "bias":
+            _weights.warn_if_not_unit(weight, f"{name}_initializer", self)
+        return weight
 
     def build(self, input_shape):
-        normal = keras.initializers.RandomNormal(stddev=1.0)
         width = self.gates * self.units
-        self.kernel = self.add_weight(
-            name="kernel", shape=(input_shape[-1], width), initializer=normal
+        self.kernel = self._weight(
+            "kernel", (input_shape[-1], width), keras.initializers.RandomNormal(stddev=1.0)
         )
-        self.recurrent_kernel = self.add_weight(
-            name="recurrent_kernel", shape=(self.units, width), initializer=normal
+        self.recurrent_kernel = self._weight(
+            "recurrent_kernel", (self.units, width), keras.initializers.RandomNormal(stddev=1.0)
         )
         self.bias = None
         if self.bias_rows == 1:
@@ -43,12 +64,62 @@ class _RecurrentWeights(keras.layers.Layer):
                 blocks = [ops.zeros((units,)), ops.full((units,), forget), ops.zeros((2 * units,))]
                 return ops.cast(ops.concatenate(blocks), dtype)
 
-            self.bias = self.add_weight(name="bias", shape=(width,), initializer=bias_init)
+            self.bias = self._weight("bias", (width,), bias_init)
         elif self.bias_rows == 2:
-            self.bias = self.add_weight(name="bias", shape=(2, width), initializer="zeros")
+            self.bias = self._weight("bias", (2, width), "zeros")
 
     def call(self, inputs, states):
         raise NotImplementedError("Used only through keras_unitscale's LSTM and GRU layers.")
+
+
+_WEIGHT_ARGUMENTS = tuple(
+    f"{weight}_{kind}"
+    for weight in ("kernel", "recurrent_kernel", "bias")
+    for kind in ("initializer", "regularizer", "constraint")
+)
+
+
+def keras_rnn_arguments(kwargs, layer):
+    """Pops Keras' LSTM/GRU arguments from `kwargs`: the weight options (Keras names them
+    `recurrent_initializer` etc.) as `{weight}_{kind}`, checked; refuses what unit scaling
+    cannot honour, saying why."""
+    for name, expected in (("activation", "tanh"), ("recurrent_activation", "sigmoid")):
+        value = kwargs.pop(name, expected)
+        if value not in (expected, getattr(keras.activations, expected)):
+            raise ValueError(
+                f"`{name}` must be {expected!r} (Keras' default): the {layer}'s scales are "
+                "derived for sigmoid gates and a tanh cell (docs/lstm.md), and another "
+                f"function would need its own derivation; received {value!r:.60}."
+            )
+    options = {}
+    for keras_name in ("kernel", "recurrent", "bias"):
+        weight = "recurrent_kernel" if keras_name == "recurrent" else keras_name
+        for kind, check in (("initializer", keras.initializers.get),
+                            ("regularizer", _weights.regularizer),
+                            ("constraint", _weights.constraint)):
+            value = kwargs.pop(f"{keras_name}_{kind}", None)
+            if value is None:
+                continue
+            if kind == "initializer":
+                try:
+                    options[f"{weight}_{kind}"] = check(value)
+                except (ValueError, TypeError) as e:
+                    raise ValueError(
+                        f"`{keras_name}_{kind}` must be a Keras initializer; received "
+                        f"{value!r:.60}. {e}"
+                    ) from None
+            else:
+                options[f"{weight}_{kind}"] = check(value, f"{keras_name}_{kind}")
+    return options
+
+
+def serialize_rnn_arguments(config, options):
+    """The Keras names and serialized values of `keras_rnn_arguments`' options."""
+    for key, value in options.items():
+        weight, kind = key.rsplit("_", 1)
+        keras_name = "recurrent" if weight == "recurrent_kernel" else weight
+        config[f"{keras_name}_{kind}"] = keras.saving.serialize_keras_object(value)
+    return config
 
 
 def _check_rank(shape):
@@ -162,7 +233,7 @@ class _UnitScaledRNN(keras.layers.RNN):
             constraint=self.constraint,
             use_cudnn=self.use_cudnn,
         )
-        return config
+        return serialize_rnn_arguments(config, self.cell.options)
 
     @classmethod
     def from_config(cls, config):
@@ -204,7 +275,12 @@ class LSTM(_UnitScaledRNN):
         return_sequences, return_state, go_backwards, stateful, unroll: as in
             `keras.layers.LSTM`.
         use_cudnn: `"auto"`, `True` or `False`, as in `keras.layers.LSTM`.
-        **kwargs: `name`, `dtype`, `trainable`, `zero_output_for_mask`, ...
+        **kwargs: `name`, `dtype`, `trainable`, `zero_output_for_mask`, ...; and Keras'
+            weight arguments: `kernel_`, `recurrent_` and `bias_` + `initializer`,
+            `regularizer`, `constraint`, and `activity_regularizer`, honoured as in Keras (an
+            initializer that breaks unit scale, such as Keras' default `orthogonal`, is
+            warned about). `activation` and `recurrent_activation` must be Keras' defaults
+            (tanh, sigmoid): the scales are derived for them.
 
     The attribute `fp8` (default None) takes an FP8 simulation (see
     `keras_unitscale.ops.formats.FP8Simulation`) for the input projection and the recurrent
@@ -242,12 +318,14 @@ class LSTM(_UnitScaledRNN):
         **kwargs,
     ):
         units = positive_int(units, "units")
+        options = keras_rnn_arguments(kwargs, "LSTM")
         cell = _RecurrentWeights(
             units,
             gates=4,
             bias_rows=1 if use_bias else 0,
             forget_bias=1.0 if unit_forget_bias else 0.0,
             state_count=2,
+            options=options,
             dtype=kwargs.get("dtype"),
             trainable=kwargs.get("trainable", True),
             name="lstm_cell",

@@ -97,3 +97,33 @@ def test_bad_weight_arguments_name_themselves():
 def test_layers_with_weight_arguments_round_trip(tmp_path):
     layer = ku.layers.Dense(3, kernel_regularizer="l2", bias_constraint="non_neg")
     assert_keras_roundtrip(layer, normal((2, 5)), tmp_path)
+
+
+@pytest.mark.parametrize("layer_class", ["LSTM", "GRU"])
+def test_recurrent_layers_take_keras_weight_arguments(layer_class, tmp_path):
+    make = getattr(ku.layers, layer_class)
+    layer = make(4, kernel_regularizer=keras.regularizers.L2(0.5), recurrent_constraint="non_neg",
+                 bias_regularizer="l1", activation="tanh", recurrent_activation="sigmoid")
+    x = normal((2, 5, 3))
+    layer(x)
+    kernel = keras.ops.convert_to_numpy(layer.cell.kernel.value)
+    penalties = sorted(float(keras.ops.convert_to_numpy(p)) for p in layer.losses)
+    assert penalties == pytest.approx(sorted([0.5 * float(np.sum(kernel**2)), 0.0]), rel=1e-5)
+    clone = make.from_config(layer.get_config())
+    assert isinstance(clone.get_config()["kernel_regularizer"], dict)
+    assert layer.get_config()["recurrent_constraint"]["class_name"] == "NonNeg"
+    assert_keras_roundtrip(layer, x, tmp_path)
+    with pytest.warns(UserWarning, match="`recurrent_kernel_initializer` drew weights of RMS"):
+        make(4, recurrent_initializer="orthogonal")(x)
+    with pytest.raises(ValueError, match="`activation` must be 'tanh'"):
+        make(4, activation="relu")
+    with pytest.raises(ValueError, match="`recurrent_activation` must be 'sigmoid'"):
+        make(4, recurrent_activation="hard_sigmoid")
+    with pytest.raises(ValueError, match="`kernel_regularizer` must be a Keras regularizer"):
+        make(4, kernel_regularizer="l7")
+
+
+def test_gru_reset_after_false_is_refused():
+    with pytest.raises(ValueError, match="`reset_after` must be True"):
+        ku.layers.GRU(4, reset_after=False)
+    ku.layers.GRU(4, reset_after=True)
