@@ -141,9 +141,9 @@ class TextClassifier(Task):
         output_mult: u-muP's output multiplier: the logits are multiplied by it in the
             forward pass (their gradient stays unit-scaled). At 1 they start with std
             `hidden ** -0.5`; a larger value lets them grow faster under a global step size.
-        label_names: optional names of the classes, in class-id order (`num_classes` then
-            defaults to their number); kept in the config and presets, and used by the
-            `keras-unitscale predict` command and by `predict_labels`.
+        label_names: optional names of the `num_classes` classes, in class-id order; kept in
+            the config and presets, and used by the `keras-unitscale predict` command and by
+            `predict_labels`.
         **kwargs: `name`.
 
     Example:
@@ -162,7 +162,7 @@ class TextClassifier(Task):
     (2, 2)
     """
 
-    def __init__(self, backbone, num_classes=None, preprocessor=None, pooling="mean",
+    def __init__(self, backbone, num_classes, preprocessor=None, pooling="mean",
                  dropout=0.0, output_mult=1.0, label_names=None, **kwargs):
         try:
             inputs = backbone.input
@@ -176,11 +176,7 @@ class TextClassifier(Task):
                 f"`keras_unitscale.models.LSTMBackbone`; received {backbone!r:.80}."
             )
         label_names = _label_names(label_names)
-        if num_classes is None and label_names is None:
-            raise ValueError("Give `num_classes`, `label_names`, or both.")
-        num_classes = positive_int(
-            len(label_names) if num_classes is None else num_classes, "num_classes"
-        )
+        num_classes = positive_int(num_classes, "num_classes")
         if label_names is not None and len(label_names) != num_classes:
             raise ValueError(
                 f"`label_names` must name each of the {num_classes} classes (num_classes="
@@ -231,10 +227,11 @@ class TextClassifier(Task):
         id. `x` and `kwargs` as `predict`.
 
         Example:
+        >>> import numpy as np
         >>> import keras_unitscale as ku
         >>> backbone = ku.models.LSTMBackbone(vocabulary_size=20, hidden_dim=4)
-        >>> classifier = ku.models.TextClassifier(backbone, label_names=["neg", "pos"])
-        >>> x = {"token_ids": [[3, 4, 0]], "padding_mask": [[1, 1, 0]]}
+        >>> classifier = ku.models.TextClassifier(backbone, 2, label_names=["neg", "pos"])
+        >>> x = {"token_ids": np.array([[3, 4, 0]]), "padding_mask": np.array([[1, 1, 0]])}
         >>> classifier.num_classes, classifier.predict_labels(x, verbose=0)[0] in ("neg", "pos")
         (2, True)
         """

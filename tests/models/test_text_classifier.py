@@ -250,8 +250,6 @@ def test_label_names_are_kept_and_checked(tmp_path):
     for bad in ("ab", ["a", "a"], ["a", ""], ["a", "b", "c"]):
         with pytest.raises(ValueError, match="`label_names`"):
             _classifier(label_names=bad)
-    with pytest.raises(ValueError, match="Give `num_classes`, `label_names`, or both"):
-        TextClassifier(classifier.backbone)
 
 
 def test_presets_saved_with_names_in_their_metadata_only_get_them():
