@@ -31,6 +31,12 @@ compute dtype is looked up by name (`--peak-tflops` to give it), on a CPU only w
     .venv/bin/python benchmarks/causal_lm.py                  # both backends
     .venv/bin/python benchmarks/causal_lm.py --backend jax --hidden 256 --layers 6
     .venv/bin/python benchmarks/causal_lm.py --dtype-policy mixed_bfloat16   # on a GPU
+    .venv/bin/python benchmarks/causal_lm.py --backend jax --memory --no-generate
+
+`--memory` adds the peak device memory of each model's training step: each model is trained
+alone for 3 steps in a process of its own, whose peak (`memory_stats()["peak_bytes_in_use"]`
+on JAX, `get_memory_info("GPU:0")["peak"]` on TensorFlow) is then that step's. CPUs have no
+such counter.
 """
 
 import argparse
@@ -96,6 +102,7 @@ def device_name():
 
 
 def _models(args):
+    """`{"ours": ..., "keras_hub": ...}`, or only the one `--memory-of` names."""
     import keras
     import keras_hub
 
@@ -106,8 +113,13 @@ def _models(args):
         vocabulary_size=args.vocab, num_layers=args.layers, num_heads=args.heads,
         hidden_dim=args.hidden, intermediate_dim=4 * args.hidden, max_sequence_length=args.seq,
     )
-    ours = CausalLM(TransformerDecoderBackbone(**dims))
-    ours.compile(jit_compile=True)
+    only = getattr(args, "memory_of", None)
+    models = {}
+    if only in (None, "ours"):
+        models["ours"] = CausalLM(TransformerDecoderBackbone(**dims))
+        models["ours"].compile(jit_compile=True)
+    if only == "ours":
+        return models
     theirs = keras_hub.models.GPT2CausalLM(
         keras_hub.models.GPT2Backbone(dropout=0.0, **dims), preprocessor=None
     )
@@ -117,7 +129,8 @@ def _models(args):
         sampler="greedy",
         jit_compile=True,
     )
-    return {"ours": ours, "keras_hub": theirs}
+    models["keras_hub"] = theirs
+    return models
 
 
 def _rounds(args, functions, tokens):
@@ -141,10 +154,45 @@ def _rounds(args, functions, tokens):
     }
 
 
+def peak_memory_bytes():
+    """Peak device memory of this process so far, or None where it cannot be read (CPU)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        stats = jax.devices()[0].memory_stats() or {}
+        return stats.get("peak_bytes_in_use")
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        return None
+    return tf.config.experimental.get_memory_info("GPU:0")["peak"]
+
+
+def _measure_memory(args):
+    """Trains one model alone for a few steps: the process's peak device memory is then its
+    training step's (weights, optimizer state, activations, workspace)."""
+    import keras
+    import numpy as np
+
+    keras.config.set_dtype_policy(args.dtype_policy)
+    model = _models(args)[args.memory_of]
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, args.vocab, (args.batch, args.seq + 1)).astype("int32")
+    x = {"token_ids": ids[:, :-1], "padding_mask": np.ones((args.batch, args.seq), "int32")}
+    for _ in range(3):
+        model.train_on_batch(x, ids[:, 1:])
+    return {"backend": keras.backend.backend(), "model": args.memory_of,
+            "peak_bytes": peak_memory_bytes()}
+
+
 def _measure(args):
     import keras
     import numpy as np
 
+    if args.memory_of:
+        return _measure_memory(args)
     keras.config.set_dtype_policy(args.dtype_policy)
     models = _models(args)
     rng = np.random.default_rng(0)
@@ -211,6 +259,10 @@ def main():
                         help="device peak for MFU (default: looked up for known GPUs)")
     parser.add_argument("--generate", action=argparse.BooleanOptionalAction, default=True,
                         help="also time generate() (--no-generate: training only)")
+    parser.add_argument("--memory", action="store_true",
+                        help="also the peak device memory of each model's training step, "
+                             "each trained alone in its own process (GPUs only)")
+    parser.add_argument("--memory-of", choices=["ours", "keras_hub"], help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -238,6 +290,19 @@ def main():
                 f"{r['device']})"
             )
         print(json.dumps(r))
+    if args.memory:
+        for backend in args.backend or ["tensorflow", "jax"]:
+            peaks = {}
+            for who in ("ours", "keras_hub"):
+                (m,) = measure_in_children(__file__, [backend],
+                                           options_of(args, keys) + [f"--memory-of={who}"])
+                peaks[who] = m["peak_bytes"]
+            if None in peaks.values():
+                print(f"  memory {backend:>10}: peak device memory not readable here (CPU)")
+                continue
+            print(f"  memory {backend:>10}: peak device memory of a training step, ours "
+                  f"{peaks['ours'] / 2**30:.2f} GiB, keras_hub {peaks['keras_hub'] / 2**30:.2f} "
+                  f"GiB, ratio {peaks['ours'] / peaks['keras_hub']:.3f}")
 
 
 if __name__ == "__main__":

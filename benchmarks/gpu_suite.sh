@@ -13,8 +13,8 @@ gpt2="--backend jax --dtype-policy mixed_bfloat16 --vocab 50257 --layers 12 --he
 python3 -c 'import jax, keras; print("jax", jax.__version__, "keras", keras.__version__, jax.devices())'
 if [ "$part" != second ]; then
   timeout 100 python3 benchmarks/gpu_attention.py 2>&1 | tail -4 | tee "$out/attention.txt"
-  timeout 220 python3 benchmarks/causal_lm.py $gpt2 --seq 1024 --batch 16 --rounds 3 --steps 2 \
-    2>&1 | tail -3 | tee "$out/causal_lm_1024.txt"
+  timeout 330 python3 benchmarks/causal_lm.py $gpt2 --seq 1024 --batch 16 --rounds 3 --steps 2 --memory \
+    2>&1 | tail -4 | tee "$out/causal_lm_1024.txt"
   timeout 200 python3 -m pytest -q -n 8 -p no:cacheprovider tests/ops tests/layers tests/models \
     tests/analysis tests/test_losses.py tests/test_precision.py > "$out/pytest.txt" 2>&1
   tail -25 "$out/pytest.txt"
