@@ -362,9 +362,13 @@ def fused_attention(query, key, value, mask, scale, is_causal):
         )
 
     def masked():
+        # cuDNN takes a bias with the full [T, S] extent only (broadcast over batch and heads).
+        full = jax.numpy.broadcast_to(
+            mask, tuple(mask.shape[:2]) + (query.shape[1], key.shape[1])
+        )
         try:
-            return attend("cudnn", mask=mask)
-        except Exception:  # a bias shape or version cuDNN does not take
+            return attend("cudnn", mask=full)
+        except Exception:  # a shape or version cuDNN does not take
             return attend("xla", mask=mask)
 
     if mask is None:
