@@ -184,7 +184,9 @@ class CausalLM(GenerativeTask):
                 "nothing to continue."
             )
         limit = getattr(self.backbone, "max_sequence_length", None)
-        max_length = check_max_length(max_length, longest, limit)
+        # A longer prompt keeps its end (the preprocessor truncates it), as long as one
+        # position is left to generate after the start token.
+        max_length = check_max_length(max_length, min(longest, start + 1), limit)
         return preprocessor.generate_preprocess(prompts, sequence_length=max_length)
 
     def _generate_outputs(self, outputs, inputs, strip_prompt):

@@ -137,15 +137,25 @@ class CausalLMPreprocessor(keras_hub.models.Preprocessor):
         """Packs prompts for `generate()`: `[START]` + ids, no `[END]`, padded on the right.
 
         Returns `{"token_ids", "padding_mask"}` of length `sequence_length` (default: the
-        configured one).
+        configured one). A prompt too long to leave a position to generate keeps its end: the
+        last `sequence_length - 2` tokens after `[START]` (`- 1` without a start token).
         """
         if not self.built:
             self.build(None)
         if not self._use_tf_workflow():
             check_text(x, "x")
+        length = sequence_length or self.sequence_length
+        room = max(length - 1 - int(bool(self.add_start_token)), 1)
+        ids = self.tokenizer(x)
+        if hasattr(ids, "row_splits") or hasattr(ids, "shape") and len(ids.shape) == 2:
+            ids = ids[:, -room:]  # a batch (ragged, or dense)
+        elif hasattr(ids, "shape"):
+            ids = ids[-room:]  # one prompt
+        else:
+            ids = [row[-room:] for row in ids]
         token_ids, padding_mask = self.packer(
-            self.tokenizer(x),
-            sequence_length=sequence_length or self.sequence_length,
+            ids,
+            sequence_length=length,
             add_start_value=self.add_start_token,
             add_end_value=False,
         )

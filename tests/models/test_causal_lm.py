@@ -105,8 +105,9 @@ def test_bad_prompts_and_lengths(trained):
     model, _, _ = trained
     with pytest.raises(ValueError, match="empty"):
         model.generate([])
+    # No room for even one token after the start token.
     with pytest.raises(ValueError, match="longer than the longest prompt"):
-        model.generate(["我喜欢这本书"], max_length=5)
+        model.generate(["我喜欢这本书"], max_length=1)
     with pytest.raises(ValueError, match="exceeds the 16 positions"):
         model.generate("我", max_length=40)
     with pytest.raises(ValueError, match="must be a positive int"):
@@ -145,3 +146,13 @@ def test_bad_backbones():
     with pytest.raises(ValueError, match="TransformerDecoderBackbone"):
         inputs = keras.Input((None,), dtype="int32")
         CausalLM(keras.Model(inputs, keras.layers.Embedding(vocab, 8)(inputs)))
+
+
+def test_a_prompt_longer_than_max_length_keeps_its_end(trained):
+    # As a sliding window: [START] + the last max_length - 2 prompt tokens, then one new one.
+    model, _, _ = trained
+    out = model.generate(["我喜欢这本书"], max_length=5, stop_token_ids=None)[0]
+    assert out.startswith("这本书") and len(out) == 4, out
+    assert not out.startswith("我")
+    # A prompt that fits is left whole.
+    assert model.generate(["我喜欢"], max_length=8, stop_token_ids=None)[0].startswith("我喜欢")
