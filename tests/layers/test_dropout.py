@@ -24,3 +24,48 @@ def test_dropout_roundtrip(tmp_path):
 def test_bad_rate():
     with pytest.raises(ValueError, match="`rate` must be a float"):
         ku.layers.Dropout(1.5)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.5])
+def test_dropout_drops_the_rate_and_rescales_the_rest(rate):
+    # A Dropout that never drops, or drops without the unit-scaled rescaling, fails here:
+    # the dropped fraction is within 4 binomial standard errors of the rate, and every kept
+    # value is x / sqrt(1 - rate) exactly.
+    x = normal((256, 1024), seed=2) + 10.0  # no zeros of its own
+    y = np.asarray(ku.layers.Dropout(rate, seed=4)(x, training=True))
+    dropped = y == 0
+    n = dropped.size
+    assert abs(dropped.mean() - rate) < 4 * (rate * (1 - rate) / n) ** 0.5, dropped.mean()
+    np.testing.assert_allclose(y[~dropped], x[~dropped] / (1 - rate) ** 0.5, rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(ku.layers.Dropout(rate)(x, training=False)), x)
+
+
+def _same_weights(make, rate, *inputs, **call):
+    """The layer with dropout `rate` and a copy without dropout sharing its weights."""
+    layer, plain = make(rate), make(0.0)
+    layer(*inputs, **call)
+    plain(*inputs, **call)
+    plain.set_weights(layer.get_weights())
+    return layer, plain
+
+
+LAYERS = {
+    "attention": (lambda r: ku.layers.MultiHeadAttention(2, 8, dropout=r, seed=1), 2),
+    "mlp": (lambda r: ku.layers.MLP(32, dropout=r), 1),
+    "encoder block": (lambda r: ku.layers.TransformerEncoderBlock(2, 32, dropout=r, seed=1), 1),
+    "decoder block": (lambda r: ku.layers.TransformerDecoderBlock(2, 32, dropout=r, seed=1), 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_dropout_inside_layers_is_active_in_training_only(name):
+    make, arity = LAYERS[name]
+    x = normal((4, 6, 16), seed=3)
+    layer, plain = _same_weights(make, 0.5, *([x] * arity))
+    reference = np.asarray(plain(*([x] * arity)))
+    np.testing.assert_allclose(np.asarray(layer(*([x] * arity), training=False)), reference,
+                               rtol=1e-6, atol=1e-6)
+    trained = [np.asarray(layer(*([x] * arity), training=True)) for _ in range(2)]
+    for out in trained:
+        assert np.mean(np.abs(out - reference) > 1e-4) > 0.2, name
+    assert not np.allclose(trained[0], trained[1]), f"{name}: the same mask twice"
