@@ -151,7 +151,7 @@ def test_every_export_serves_without_keras(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
 
-    for (name, cases), checked in zip(expectations, results):
+    for (name, cases), checked in zip(expectations, results, strict=True):
         assert checked["imported"] == [], checked["imported"]
         assert checked["unregistered"] == [] and checked["outside_core_and_tf_text"] == [], (
             name, checked["unregistered"], checked["outside_core_and_tf_text"])
@@ -165,7 +165,7 @@ def test_every_export_serves_without_keras(tmp_path):
         if name.startswith("word_piece"):
             assert checked["tf_text_ops"], name  # KerasHub's WordPiece runs TF Text ops
         _check_cli(name, checked["cli"], [payload for _, payload, _ in cases])
-        for i, ((signature, _, expected), outputs) in enumerate(zip(cases, checked["outputs"])):
+        for i, ((signature, _, expected), outputs) in enumerate(zip(cases, checked["outputs"], strict=True)):
             _check_outputs(f"{name}, {signature} (request {i})", outputs, expected)
 
 
