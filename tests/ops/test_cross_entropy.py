@@ -74,6 +74,22 @@ def test_own_backward_is_keras_gradient_times_the_scale():
         np.testing.assert_allclose(ours, grad * factor, rtol=1e-5, atol=1e-7)
 
 
+def test_the_fused_op_is_keras_gradient_times_the_scale():
+    # The op 16-bit logits take, run in float32 to compare exactly, static and run-time scale.
+    from keras_unitscale.ops.cross_entropy import fused_cross_entropy
+
+    rng = np.random.default_rng(11)
+    labels = rng.integers(0, 97, (6, 10))
+    logits = normal((6, 10, 97), seed=12) * 2.0
+    weights = np.ones(labels.shape, "float32")
+    total, grad = _keras_loss_and_grad(labels, logits, weights)
+    for scale in (3.5, keras.ops.convert_to_tensor(3.5)):
+        value, pull = vjp(lambda z: keras.ops.sum(fused_cross_entropy(labels, z, scale)), logits)
+        np.testing.assert_allclose(float(value), float(total), rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(pull(np.float32(1.0))[0]), 3.5 * grad,
+                                   rtol=1e-5, atol=1e-7)
+
+
 def test_16_bit_logits_get_16_bit_gradients_and_a_float32_loss():
     rng = np.random.default_rng(5)
     labels = rng.integers(0, 64, (32,))
