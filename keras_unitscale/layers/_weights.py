@@ -7,26 +7,43 @@ import keras
 import numpy as np
 
 
-def regularizer(value, name):
-    """`keras.regularizers.get`, with an error that names the argument."""
+def _get(kind, example, value, name):
+    module = getattr(keras, f"{kind}s")
     try:
-        return keras.regularizers.get(value)
+        return module.get(value)
     except (ValueError, TypeError) as e:
         raise ValueError(
-            f"`{name}` must be a Keras regularizer (e.g. 'l2' or keras.regularizers.L2(1e-4)) "
-            f"or None; received {value!r:.80}. {e}"
+            f"`{name}` must be a Keras {kind} (e.g. {example}) or None; received "
+            f"{value!r:.80}. {e}"
         ) from None
+
+
+def regularizer(value, name):
+    """`keras.regularizers.get`, with an error that names the argument."""
+    return _get("regularizer", "'l2' or keras.regularizers.L2(1e-4)", value, name)
 
 
 def constraint(value, name):
     """`keras.constraints.get`, with an error that names the argument."""
-    try:
-        return keras.constraints.get(value)
-    except (ValueError, TypeError) as e:
-        raise ValueError(
-            f"`{name}` must be a Keras constraint (e.g. 'non_neg' or "
-            f"keras.constraints.MaxNorm(3)) or None; received {value!r:.80}. {e}"
-        ) from None
+    return _get("constraint", "'non_neg' or keras.constraints.MaxNorm(3)", value, name)
+
+
+def set_kernel_and_bias_options(layer, kernel_regularizer, bias_regularizer,
+                                kernel_constraint, bias_constraint):
+    """Checks and stores Keras' kernel/bias regularizers and constraints on `layer`."""
+    layer.kernel_regularizer = regularizer(kernel_regularizer, "kernel_regularizer")
+    layer.bias_regularizer = regularizer(bias_regularizer, "bias_regularizer")
+    layer.kernel_constraint = constraint(kernel_constraint, "kernel_constraint")
+    layer.bias_constraint = constraint(bias_constraint, "bias_constraint")
+
+
+def kernel_and_bias_config(layer):
+    """What `set_kernel_and_bias_options` stored (and the activity regularizer), serialized."""
+    return {
+        key: keras.saving.serialize_keras_object(getattr(layer, key))
+        for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                    "kernel_constraint", "bias_constraint")
+    }
 
 
 def serialize(config, **objects):

@@ -117,10 +117,9 @@ class MultiHeadAttention(keras.layers.Layer):
             kernel_initializer or keras.initializers.RandomNormal(stddev=1.0)
         )
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = _weights.regularizer(kernel_regularizer, "kernel_regularizer")
-        self.bias_regularizer = _weights.regularizer(bias_regularizer, "bias_regularizer")
-        self.kernel_constraint = _weights.constraint(kernel_constraint, "kernel_constraint")
-        self.bias_constraint = _weights.constraint(bias_constraint, "bias_constraint")
+        _weights.set_kernel_and_bias_options(
+            self, kernel_regularizer, bias_regularizer, kernel_constraint, bias_constraint
+        )
         self._user_initializer = kernel_initializer is not None
         self.num_heads = positive_int(num_heads, "num_heads")
         self.key_dim = positive_int(key_dim, "key_dim")
@@ -186,7 +185,8 @@ class MultiHeadAttention(keras.layers.Layer):
             _weights.warn_if_not_unit(kernel, "kernel_initializer", self)
         bias = (
             self.add_weight(
-                name=f"{name}_bias", shape=(int(fan_out),), initializer=_clone(self.bias_initializer),
+                name=f"{name}_bias", shape=(int(fan_out),),
+                initializer=_clone(self.bias_initializer),
                 regularizer=self.bias_regularizer, constraint=self.bias_constraint,
             )
             if self.use_bias
@@ -318,13 +318,8 @@ class MultiHeadAttention(keras.layers.Layer):
             rotary_max_wavelength=self.rotary_max_wavelength,
             seed=self.seed,
         )
+        config.update(_weights.kernel_and_bias_config(self))
         return _weights.serialize(
-            config,
-            kernel_initializer=self.kernel_initializer,
+            config, kernel_initializer=self.kernel_initializer,
             bias_initializer=self.bias_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            bias_regularizer=self.bias_regularizer,
-            activity_regularizer=self.activity_regularizer,
-            kernel_constraint=self.kernel_constraint,
-            bias_constraint=self.bias_constraint,
         )

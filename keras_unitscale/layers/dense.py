@@ -68,10 +68,9 @@ class Dense(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.kernel_regularizer = _weights.regularizer(kernel_regularizer, "kernel_regularizer")
-        self.bias_regularizer = _weights.regularizer(bias_regularizer, "bias_regularizer")
-        self.kernel_constraint = _weights.constraint(kernel_constraint, "kernel_constraint")
-        self.bias_constraint = _weights.constraint(bias_constraint, "bias_constraint")
+        _weights.set_kernel_and_bias_options(
+            self, kernel_regularizer, bias_regularizer, kernel_constraint, bias_constraint
+        )
         self._user_initializer = kernel_initializer is not None
         self.units = positive_int(units, "units")
         self.activation = canonical_activation(activation)
@@ -133,11 +132,5 @@ class Dense(keras.layers.Layer):
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
         )
-        return _weights.serialize(
-            config,
-            kernel_regularizer=self.kernel_regularizer,
-            bias_regularizer=self.bias_regularizer,
-            activity_regularizer=self.activity_regularizer,
-            kernel_constraint=self.kernel_constraint,
-            bias_constraint=self.bias_constraint,
-        )
+        config.update(_weights.kernel_and_bias_config(self))
+        return config
