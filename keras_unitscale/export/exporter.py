@@ -8,8 +8,6 @@ task's own preprocessor in TensorFlow ops before and, for `generate`, its detoke
 
 import json
 import os
-import shutil
-import tempfile
 
 import keras
 import tensorflow as tf
@@ -19,6 +17,7 @@ from keras_unitscale import backend
 from keras_unitscale.export import graph
 from keras_unitscale.export import spec as spec_lib
 from keras_unitscale.models.generation import get_sampler
+from keras_unitscale.presets import atomic
 
 
 def _version_directory(path, version, overwrite):
@@ -191,11 +190,12 @@ def export_task(task, path, version=1, overwrite=False, verbose=False):
     `path` is the model's base path (what TF Serving's `--model_base_path` points at); the
     version directory holds `saved_model.pb`, `variables/` and
     `assets.extra/keras_unitscale.json` (the signatures, read by `keras_unitscale.serving`).
-    It is written into a hidden directory beside the versions and renamed, so a server
-    watching `path` never loads half a model. The signatures are described in
-    `keras_unitscale.export.spec`. Works on the TensorFlow and JAX backends alike (JAX
-    through jax2tf); the result needs only TensorFlow (and TF Text for KerasHub's WordPiece
-    and SentencePiece tokenizers).
+    It is written into a hidden directory beside the versions and renamed into place only
+    when complete (see `keras_unitscale.presets.atomic`), so a server watching `path` never
+    loads half a model, and a failed export leaves an existing version as it was. The
+    signatures are described in `keras_unitscale.export.spec`. Works on the TensorFlow and
+    JAX backends alike (JAX through jax2tf); the result needs only TensorFlow (and TF Text
+    for KerasHub's WordPiece and SentencePiece tokenizers).
 
     Args:
         task: a `TextClassifier`, `CausalLM` or `Seq2SeqLM`.
@@ -229,20 +229,17 @@ def export_task(task, path, version=1, overwrite=False, verbose=False):
     target = _version_directory(path, version, overwrite)
     _check_ready(task)
     spec = spec_lib.serving_spec(task)
-    os.makedirs(os.fspath(path), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{version}-", dir=os.fspath(path))
-    try:
+    spec_text = json.dumps(spec, ensure_ascii=False, indent=1)  # before anything is written
+    with atomic.staged_directory(target) as staging:  # replaces `target` only when complete
         # Saving traces the functions again: jieba stays on its in-graph path throughout.
         with graph.presegmented(set(spec_lib.jieba_inputs(task).values())):
             _archive(task, kind, spec["signatures"]).write_out(staging, verbose=verbose)
         graph.check_no_python(graph.saved_op_types(staging), "saved")
         os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
-        with open(os.path.join(staging, spec_lib.METADATA_FILE), "w", encoding="utf-8") as f:
-            json.dump(spec, f, ensure_ascii=False, indent=1)
-        if os.path.exists(target):  # `overwrite=True`, checked above
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging)
+        _write_spec(os.path.join(staging, spec_lib.METADATA_FILE), spec_text)
     return target
+
+
+def _write_spec(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)

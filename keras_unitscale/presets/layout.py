@@ -45,11 +45,77 @@ def preset_files():
     return names + [f"{slot}.json" for slot in TOKENIZER_SLOTS]
 
 
-def write_json(path, value):
-    """Writes `value` as indented UTF-8 JSON (non-ASCII kept readable)."""
+def write_text(path, text):
+    """Writes `text` as UTF-8 with Unix newlines (the one writer of a preset's JSON files)."""
     with open(path, "w", encoding="utf-8", newline="\n") as f:
-        json.dump(value, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+        f.write(text)
+
+
+# The fields of `metadata.json` that the library writes itself (see `new_metadata`).
+RESERVED_METADATA = ("format_version", "keras_version", "keras_unitscale_version", "backend",
+                     "date_saved", "class_name", "task", "backbone", "parameter_count",
+                     "weights")
+
+
+def check_metadata(metadata):
+    """The user's extra `metadata` for `metadata.json`, checked before anything is written.
+
+    A dict with string keys, none of `RESERVED_METADATA`, and values that JSON holds (str,
+    int, float, bool, None, lists, tuples, dicts, nested). NumPy scalars become Python
+    numbers, as Keras does in configs (`np.float32(0.9)` from a metric is what users pass);
+    anything else is refused with a `ValueError` naming the key and the type.
+
+    Example:
+    >>> import numpy as np
+    >>> check_metadata({"metrics": {"accuracy": np.float32(0.5)}})
+    {'metrics': {'accuracy': 0.5}}
+    >>> try:
+    ...     check_metadata({"scores": np.zeros(3)})
+    ... except ValueError as e:
+    ...     print(str(e).split(";")[0])
+    `metadata['scores']` must be a JSON value (str, int, float, bool, None, list or dict of them)
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise ValueError(
+            f"`metadata` must be a dict of extra fields (or None); received "
+            f"{type(metadata).__name__} {metadata!r:.80}."
+        )
+    reserved = sorted(set(metadata) & set(RESERVED_METADATA))
+    if reserved:
+        raise ValueError(
+            f"`metadata` may not set {reserved}: `save_preset` writes these fields itself "
+            f"(all of them: {list(RESERVED_METADATA)}); use `include_weights=` for `weights`."
+        )
+    return _json_value(metadata, "metadata")
+
+
+def _json_value(value, where):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        value = value.item()  # a NumPy scalar: the Python number (or bool, str) it holds
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise ValueError(
+                    f"`{where}` must have string keys (JSON object keys are strings); "
+                    f"received the key {key!r:.60} of type {type(key).__name__}."
+                )
+        return {k: _json_value(v, f"{where}[{k!r}]") for k, v in value.items()}
+    kind = type(value).__qualname__
+    if type(value).__module__ != "builtins":
+        kind = f"{type(value).__module__}.{kind}"
+    hint = " (convert it with `.tolist()`)" if hasattr(value, "tolist") else ""
+    raise ValueError(
+        f"`{where}` must be a JSON value (str, int, float, bool, None, list or dict of them); "
+        f"received {kind} {value!r:.60}{hint}."
+    )
 
 
 def read_json(preset_dir, file_name, what=None):
@@ -66,6 +132,64 @@ def read_json(preset_dir, file_name, what=None):
             return json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path} is not valid UTF-8 JSON: {e}") from None
+
+
+def read_object(preset_dir, file_name, what):
+    """Reads a serialised Keras object (`config.json`, `task.json`, ...) and checks its shape.
+
+    Example:
+    >>> import os, tempfile
+    >>> directory = tempfile.mkdtemp()
+    >>> write_text(os.path.join(directory, "config.json"), '{"class_name": "LSTMBackbone"}')
+    >>> try:
+    ...     read_object(directory, "config.json", "the backbone's config")
+    ... except ValueError as e:
+    ...     print(str(e).split(": ")[1])
+    expected a serialised Keras object, a JSON object with a "config" object; it has no "config".
+    """
+    return check_object(read_json(preset_dir, file_name, what),
+                        os.path.join(preset_dir, file_name), what)
+
+
+def check_object(value, path, what, key=None):
+    """`value` if it is a serialised Keras object (a dict with `class_name` and a `config`
+    dict), else a `ValueError` naming `path` (and the `key` it sits under in that file)."""
+    where = f"{path} ({what}{f', under {key!r}' if key else ''})"
+    expected = 'expected a serialised Keras object, a JSON object with a "config" object'
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: {expected}; it holds a {type(value).__name__}.")
+    for field, kind in (("config", dict), ("class_name", str)):
+        if field not in value:
+            raise ValueError(f'{where}: {expected}; it has no "{field}".')
+        if not isinstance(value[field], kind):
+            raise ValueError(f'{where}: {expected}; its "{field}" is a '
+                             f"{type(value[field]).__name__}, not a {kind.__name__}.")
+    return value
+
+
+def check_weights_file(path, what):
+    """Refuses a weights file that HDF5 cannot open (truncated, empty, not HDF5), naming it.
+
+    Example:
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.weights.h5")
+    >>> write_text(path, "not hdf5")
+    >>> try:
+    ...     check_weights_file(path, "the backbone's weights")
+    ... except ValueError as e:
+    ...     print(path in str(e), "truncated or corrupt" in str(e))
+    True True
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except (OSError, RuntimeError) as e:
+        raise ValueError(
+            f"{path} ({what}) is not a readable Keras weights file (HDF5): {e}. It is truncated "
+            "or corrupt; save the preset again or copy it again from its source."
+        ) from None
 
 
 def new_metadata(model, backbone, task, extra=None):

@@ -68,6 +68,11 @@ def read_metadata(preset):
     """
     preset_dir = resolve_preset(preset)
     metadata = layout.read_json(preset_dir, layout.METADATA_FILE, "the preset's metadata")
+    if not isinstance(metadata, dict):
+        raise ValueError(
+            f"{os.path.join(preset_dir, layout.METADATA_FILE)} must hold a JSON object (the "
+            f"preset's metadata); it holds a {type(metadata).__name__}."
+        )
     layout.check_format(metadata, preset_dir)
     return metadata
 
@@ -120,24 +125,45 @@ def _arguments(klass):
     return names
 
 
-def _load_weights(model, path, overrides, what, **kwargs):
+def deserialize(config, path, what):
+    """`keras.saving.deserialize_keras_object` of a config read from `path`: a config the
+    class does not take (a `TypeError` of its constructor) is a `ValueError` naming the file."""
     import keras
 
     try:
+        return keras.saving.deserialize_keras_object(config)
+    except TypeError as e:
+        raise ValueError(f"{path} ({what}) holds a config that cannot be loaded: {e}") from None
+
+
+def from_config(klass, config, path, what):
+    """`klass.from_config(config)`, with `deserialize`'s error for a config it does not take."""
+    try:
+        return klass.from_config(config)
+    except TypeError as e:
+        raise ValueError(f"{path} ({what}) holds a config that {klass.__name__} cannot take: "
+                         f"{e}") from None
+
+
+def load_weights_file(model, path, what, overrides=(), **kwargs):
+    """`keras.saving.load_weights` from a preset's file (`what` says which). A truncated or
+    corrupt file, or one that does not fit `model`, is a `ValueError` naming the file (and
+    the `overrides` the model was built with, if any)."""
+    import keras
+
+    layout.check_weights_file(path, what)
+    try:
         keras.saving.load_weights(model, path, **kwargs)
-    except ValueError as e:
-        if not overrides:
-            raise
-        raise ValueError(
-            f"The preset's {what} weights ({path}) do not fit the model built with the "
-            f"overrides {sorted(overrides)}: {e}"
-        ) from None
+    except Exception as e:  # h5py and Keras raise OSError, KeyError, RuntimeError, ValueError
+        fit = (f"do not fit the model built with the overrides {sorted(overrides)}"
+               if overrides else f"cannot be loaded into the {type(model).__name__}")
+        raise ValueError(f"{path} ({what}) {fit}: {type(e).__name__}: {e}") from None
 
 
 # Backbones -----------------------------------------------------------------------------------
 def _backbone_class_and_config(preset_dir, metadata, cls, task_name):
-    config = layout.read_json(preset_dir, layout.CONFIG_FILE, "the backbone's config")
-    stored = _registered_class(config, layout.CONFIG_FILE)
+    config = layout.read_object(preset_dir, layout.CONFIG_FILE, "the backbone's config")
+    stored = _registered_class(config, os.path.join(preset_dir, layout.CONFIG_FILE))
     inner = dict(config["config"])
     target, extras = stored, {}
     untrained = not metadata.get("weights", True)
@@ -186,7 +212,7 @@ def _build_backbone(target, inner, overrides, preset_dir, metadata, load_weights
     # As KerasHub: the model follows the global dtype policy unless `dtype=` is given (the
     # saved float weights are cast on loading).
     inner = {**inner, "dtype": keras.config.dtype_policy().name}
-    backbone = target.from_config({**inner, **overrides})
+    backbone = from_config(target, {**inner, **overrides}, preset_dir, "the backbone's config")
     if load_weights and metadata.get("weights", True):
         path = os.path.join(preset_dir, layout.MODEL_WEIGHTS_FILE)
         if not os.path.isfile(path):
@@ -194,7 +220,7 @@ def _build_backbone(target, inner, overrides, preset_dir, metadata, load_weights
                 f"The preset directory {preset_dir} has no {layout.MODEL_WEIGHTS_FILE} (the "
                 "backbone's weights); it is incomplete."
             )
-        _load_weights(backbone, path, overrides, "backbone")
+        load_weights_file(backbone, path, "the backbone's weights", overrides)
     return backbone
 
 
@@ -207,8 +233,18 @@ def _load_assets(preprocessor, preset_dir):
                 f"The preset directory {preset_dir} has no {layout.ASSETS_DIR}/{slot}/ (the "
                 f"{slot}'s vocabulary); it is incomplete."
             )
-        tokenizer.load_assets(assets)
+        _load_tokenizer_assets(tokenizer, assets, slot)
     return preprocessor
+
+
+def _load_tokenizer_assets(tokenizer, assets, slot):
+    try:
+        tokenizer.load_assets(assets)
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"The {slot}'s vocabulary in {assets} cannot be loaded (truncated, corrupt or "
+            f"not from this preset?): {e}"
+        ) from None
 
 
 def load_preprocessor(preset):
@@ -218,14 +254,15 @@ def load_preprocessor(preset):
     >>> load_preprocessor("transformer_tiny") is None  # an architecture has none
     True
     """
-    import keras
-
     preset_dir = resolve_preset(preset)
     read_metadata(preset_dir)
     if not os.path.isfile(os.path.join(preset_dir, layout.PREPROCESSOR_CONFIG_FILE)):
         return None
-    config = _import_modules(layout.read_json(preset_dir, layout.PREPROCESSOR_CONFIG_FILE))
-    return _load_assets(keras.saving.deserialize_keras_object(config), preset_dir)
+    what = "the preprocessor's config"
+    config = _import_modules(
+        layout.read_object(preset_dir, layout.PREPROCESSOR_CONFIG_FILE, what))
+    path = os.path.join(preset_dir, layout.PREPROCESSOR_CONFIG_FILE)
+    return _load_assets(deserialize(config, path, what), preset_dir)
 
 
 def load_tokenizer(preset, slot="tokenizer"):
@@ -238,20 +275,18 @@ def load_tokenizer(preset, slot="tokenizer"):
     ...     print("no tokenizer")
     no tokenizer
     """
-    import keras
-
     if slot not in layout.TOKENIZER_SLOTS:
         raise ValueError(
             f"`slot` must be one of {list(layout.TOKENIZER_SLOTS)}; received {slot!r}."
         )
     preset_dir = resolve_preset(preset)
     read_metadata(preset_dir)
-    config = _import_modules(layout.read_json(preset_dir, f"{slot}.json", f"the {slot}"))
-    tokenizer = keras.saving.deserialize_keras_object(config)
+    config = _import_modules(layout.read_object(preset_dir, f"{slot}.json", f"the {slot}"))
+    tokenizer = deserialize(config, os.path.join(preset_dir, f"{slot}.json"), f"the {slot}")
     assets = os.path.join(preset_dir, layout.ASSETS_DIR, slot)
     if not os.path.isdir(assets):
         raise FileNotFoundError(f"The preset directory {preset_dir} has no assets/{slot}/.")
-    tokenizer.load_assets(assets)
+    _load_tokenizer_assets(tokenizer, assets, slot)
     return tokenizer
 
 

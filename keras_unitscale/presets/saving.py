@@ -1,9 +1,9 @@
 """`save_preset`: a backbone or a task to a preset directory (see `layout` for the files)."""
 
+import json
 import os
-import shutil
 
-from keras_unitscale.presets import layout
+from keras_unitscale.presets import atomic, layout
 
 
 def serialize(obj):
@@ -71,7 +71,13 @@ def has_head_weights(task):
     return any(id(w) not in backbone_ids for w in task.weights)
 
 
-def _prepare_directory(preset_dir, overwrite):
+def _check_arguments(preset_dir, overwrite, include_weights):
+    if not isinstance(preset_dir, (str, os.PathLike)) or not os.fspath(preset_dir):
+        raise ValueError(f"`preset_dir` must be a directory path; received {preset_dir!r:.80}.")
+    for name, value in (("overwrite", overwrite), ("include_weights", include_weights)):
+        if not isinstance(value, bool):
+            raise ValueError(f"`{name}` must be True or False; received {value!r:.80}.")
+    preset_dir = os.fspath(preset_dir)
     if os.path.exists(preset_dir) and not os.path.isdir(preset_dir):
         raise ValueError(f"Cannot save a preset to {preset_dir}: it is a file, not a directory.")
     existing = os.listdir(preset_dir) if os.path.isdir(preset_dir) else []
@@ -80,14 +86,24 @@ def _prepare_directory(preset_dir, overwrite):
             f"The directory {preset_dir} is not empty ({len(existing)} entries, e.g. "
             f"{sorted(existing)[0]!r}); pass `overwrite=True` to replace a preset saved there."
         )
-    # Replace only what a preset consists of: unrelated files stay where they are.
-    for name in layout.preset_files():
-        path = os.path.join(preset_dir, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            os.remove(path)
-    os.makedirs(preset_dir, exist_ok=True)
+    return preset_dir
+
+
+def _json_text(value):
+    return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+
+
+def _config_files(model, backbone, task, metadata):
+    """`{file name: JSON text}`: every config file, serialised before anything is written."""
+    files = {layout.CONFIG_FILE: _json_text(serialize(backbone))}
+    if task is not None:
+        files[layout.TASK_CONFIG_FILE] = _json_text(serialize(task))
+        if task.preprocessor is not None:
+            files[layout.PREPROCESSOR_CONFIG_FILE] = _json_text(serialize(task.preprocessor))
+            for slot, tokenizer in tokenizers_of(task.preprocessor):
+                files[f"{slot}.json"] = _json_text(serialize(tokenizer))
+    files[layout.METADATA_FILE] = _json_text(layout.new_metadata(model, backbone, task, metadata))
+    return files
 
 
 def save_preset(model, preset_dir, overwrite=False, metadata=None, include_weights=True):
@@ -98,14 +114,23 @@ def save_preset(model, preset_dir, overwrite=False, metadata=None, include_weigh
     the head has weights beyond the backbone, `preprocessor.json`, `tokenizer.json` and the
     vocabulary under `assets/tokenizer/`; and `metadata.json`. Optimizer state is not saved.
 
+    The save is atomic: the arguments and the metadata are checked and every config is
+    serialised first, then the files are written into a hidden staging directory and moved
+    into place only once all are complete (see `keras_unitscale.presets.atomic`). If
+    anything fails, a preset already at `preset_dir` is left exactly as it was.
+
     Args:
         model: a `keras_unitscale.models.Backbone` or `Task`.
         preset_dir: the directory; created if needed.
         overwrite: replace the preset files in a non-empty directory. Without it a
             non-empty directory is refused; with it only preset files are replaced, other
             files are left alone.
-        metadata: extra JSON-serialisable fields for `metadata.json` (e.g. `description`,
-            `label_names`, `metrics`).
+        metadata: a dict of extra fields for `metadata.json` (e.g. `description`,
+            `label_names`, `metrics`): string keys, values that JSON holds (str, int, float,
+            bool, None, lists, dicts). NumPy scalars such as a metric's `np.float32` are
+            stored as Python numbers, as Keras does in configs; other values (arrays,
+            tensors, objects) and the fields the library writes itself (`format_version`,
+            `weights`, ...) are refused with a `ValueError` naming the key.
         include_weights: False writes an untrained architecture preset: configs only, and
             `"weights": false` in the metadata, so loading initialises the weights.
 
@@ -133,33 +158,21 @@ def save_preset(model, preset_dir, overwrite=False, metadata=None, include_weigh
             "`save_preset` saves a keras_unitscale `Backbone` or `Task`; received "
             f"{type(model).__name__}."
         )
-    preset_dir = os.fspath(preset_dir)
-    _prepare_directory(preset_dir, overwrite)
-    layout.write_json(os.path.join(preset_dir, layout.CONFIG_FILE), serialize(backbone))
-    if include_weights:
-        backbone.save_weights(os.path.join(preset_dir, layout.MODEL_WEIGHTS_FILE))
-    if task is not None:
-        layout.write_json(os.path.join(preset_dir, layout.TASK_CONFIG_FILE), serialize(task))
-        if include_weights and has_head_weights(task):
-            keras.saving.save_weights(
-                task, os.path.join(preset_dir, layout.TASK_WEIGHTS_FILE),
-                objects_to_skip=head_weights_to_skip(task),
-            )
-        if task.preprocessor is not None:
-            _save_preprocessor(task.preprocessor, preset_dir)
-    layout.write_json(
-        os.path.join(preset_dir, layout.METADATA_FILE),
-        layout.new_metadata(model, backbone, task, {"weights": bool(include_weights),
-                                                    **(metadata or {})}),
-    )
-
-
-def _save_preprocessor(preprocessor, preset_dir):
-    layout.write_json(
-        os.path.join(preset_dir, layout.PREPROCESSOR_CONFIG_FILE), serialize(preprocessor)
-    )
-    for slot, tokenizer in tokenizers_of(preprocessor):
-        layout.write_json(os.path.join(preset_dir, f"{slot}.json"), serialize(tokenizer))
-        assets = os.path.join(preset_dir, layout.ASSETS_DIR, slot)
-        os.makedirs(assets, exist_ok=True)
-        tokenizer.save_assets(assets)
+    preset_dir = _check_arguments(preset_dir, overwrite, include_weights)
+    metadata = {**layout.check_metadata(metadata), "weights": include_weights}
+    files = _config_files(model, backbone, task, metadata)
+    with atomic.staged_directory(preset_dir, entries=layout.preset_files()) as staging:
+        for name, text in files.items():
+            layout.write_text(os.path.join(staging, name), text)
+        if include_weights:
+            keras.saving.save_weights(backbone, os.path.join(staging, layout.MODEL_WEIGHTS_FILE))
+            if task is not None and has_head_weights(task):
+                keras.saving.save_weights(
+                    task, os.path.join(staging, layout.TASK_WEIGHTS_FILE),
+                    objects_to_skip=head_weights_to_skip(task),
+                )
+        if task is not None and task.preprocessor is not None:
+            for slot, tokenizer in tokenizers_of(task.preprocessor):
+                assets = os.path.join(staging, layout.ASSETS_DIR, slot)
+                os.makedirs(assets)
+                tokenizer.save_assets(assets)

@@ -12,7 +12,10 @@ from keras_unitscale.presets.loading import (
     _build_backbone,
     _load_assets,
     _registered_class,
+    deserialize,
+    from_config,
     load_preprocessor,
+    load_weights_file,
 )
 from keras_unitscale.presets.saving import head_weights_to_skip
 
@@ -64,12 +67,11 @@ def load_task(cls, preset_dir, metadata, load_weights, overrides):
     >>> type(task.backbone).__name__, task.num_classes
     ('LSTMBackbone', 3)
     """
-    import keras
-
     task_file = os.path.join(preset_dir, layout.TASK_CONFIG_FILE)
+    what = "the task's config"
     if metadata.get("task") or os.path.isfile(task_file):
-        config = layout.read_json(preset_dir, layout.TASK_CONFIG_FILE, "the task's config")
-        stored = _registered_class(config, layout.TASK_CONFIG_FILE)
+        config = layout.read_object(preset_dir, layout.TASK_CONFIG_FILE, what)
+        stored = _registered_class(config, task_file)
         if not issubclass(stored, cls):
             raise ValueError(
                 f"The preset {preset_dir} is a {stored.__name__} preset, not a {cls.__name__} "
@@ -77,9 +79,12 @@ def load_task(cls, preset_dir, metadata, load_weights, overrides):
                 f"a new head: {cls.__name__}(Backbone.from_preset(...), ...)."
             )
         config = dict(config["config"])
-        backbone_config = dict(config.pop("backbone"))
+        backbone_config = dict(layout.check_object(config.pop("backbone", None), task_file,
+                                                   what, "backbone"))
         preprocessor_config = config.pop("preprocessor", None)
-        backbone_class = _registered_class(backbone_config, layout.TASK_CONFIG_FILE)
+        if preprocessor_config is not None:
+            layout.check_object(preprocessor_config, task_file, what, "preprocessor")
+        backbone_class = _registered_class(backbone_config, task_file)
         backbone_inner = dict(backbone_config["config"])
         preprocessor_args = set((preprocessor_config or {}).get("config", {})) - {
             "name", "trainable", "dtype", "tokenizer", "decoder_tokenizer", "config_file"
@@ -94,7 +99,7 @@ def load_task(cls, preset_dir, metadata, load_weights, overrides):
             preprocessor_config = dict(preprocessor_config)
             preprocessor_config["config"] = {**preprocessor_config["config"], **preprocessor_over}
             preprocessor = _load_assets(
-                keras.saving.deserialize_keras_object(preprocessor_config), preset_dir
+                deserialize(preprocessor_config, task_file, what), preset_dir
             )
         else:
             preprocessor = None
@@ -109,7 +114,9 @@ def load_task(cls, preset_dir, metadata, load_weights, overrides):
             if names and len(names) == config.get("num_classes", len(names)):
                 config["label_names"] = list(names)
         config.update(task_over)
-        task = stored.from_config({**config, "backbone": backbone, "preprocessor": preprocessor})
+        task = from_config(
+            stored, {**config, "backbone": backbone, "preprocessor": preprocessor}, task_file, what
+        )
         head = os.path.join(preset_dir, layout.TASK_WEIGHTS_FILE)
         if load_weights and os.path.isfile(head):
             _load_head_weights(task, head, task_over)
@@ -127,8 +134,9 @@ def _load_head_weights(task, path, task_overrides):
     changed = sorted(set(task_overrides) - {"name"})
     skip = head_weights_to_skip(task)
     if not changed:
-        keras.saving.load_weights(task, path, objects_to_skip=skip)
+        load_weights_file(task, path, "the head's weights", objects_to_skip=skip)
         return
+    layout.check_weights_file(path, "the head's weights")  # corrupt: an error, not a warning
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Keras' own notes on the mismatch; ours follows.
