@@ -26,6 +26,7 @@ from keras_unitscale import losses  # noqa: E402
 from keras_unitscale import models  # noqa: E402
 from keras_unitscale import analysis  # noqa: E402
 from keras_unitscale import precision  # noqa: E402
+from keras_unitscale import optimizers  # noqa: E402
 from keras_unitscale.presets import list_presets  # noqa: E402
 
 _LAZY = ("tokenizers", "preprocessors", "datasets", "export", "serving")

@@ -74,3 +74,65 @@ def warn_if_not_unit(variable, name, layer):
             UserWarning,
             stacklevel=3,
         )
+
+
+# --- What each weight is, for u-muP's per-weight learning rates -------------------------------
+#
+# A layer declares every weight's role when it creates it (`declare`); a transformer block also
+# declares how many blocks its stack has (`declare_depth`). `keras_unitscale.optimizers` reads
+# these facts, never variable names, to give each weight its learning-rate multiplier.
+
+ROLES = ("weight", "embedding", "bias", "norm", "readout")
+
+
+class WeightRole:
+    """A weight's role in u-muP (`ROLES`), the fan-in (or, for an embedding table, the width)
+    its rule needs, and the depth of the residual stack it sits in (None outside one)."""
+
+    __slots__ = ("role", "fan_in", "depth")
+
+    def __init__(self, role, fan_in=None, depth=None):
+        if role not in ROLES:
+            raise ValueError(f"`role` must be one of {list(ROLES)}; received {role!r}.")
+        self.role, self.fan_in, self.depth = role, fan_in, depth
+
+    def __repr__(self):
+        return f"WeightRole({self.role!r}, fan_in={self.fan_in}, depth={self.depth})"
+
+    def __eq__(self, other):
+        return isinstance(other, WeightRole) and (self.role, self.fan_in, self.depth) == (
+            other.role, other.fan_in, other.depth)
+
+
+_ATTRIBUTE = "_unitscale_role"
+
+
+def declare(variable, role, fan_in=None):
+    """Records `variable`'s u-muP role (and the fan-in, or an embedding's width) on it.
+
+    Returns the variable, so that `self.w = declare(self.add_weight(...), "weight", n)` reads
+    in one line. `None` (a weight a layer did not create) is passed through.
+    """
+    if variable is None:
+        return None
+    if role in ("weight", "embedding") and not (isinstance(fan_in, int) and fan_in > 0):
+        raise ValueError(f"A {role!r} weight needs a positive `fan_in`; received {fan_in!r}.")
+    previous = getattr(variable, _ATTRIBUTE, None)
+    depth = previous.depth if previous is not None else None
+    object.__setattr__(variable, _ATTRIBUTE, WeightRole(role, fan_in, depth))
+    return variable
+
+
+def declare_depth(layer, depth):
+    """Marks every weight `layer` holds as inside a residual branch of a `depth`-block stack."""
+    if depth is None:
+        return
+    for variable in layer.weights:
+        role = getattr(variable, _ATTRIBUTE, None)
+        if role is not None:
+            role.depth = int(depth)
+
+
+def role_of(variable):
+    """The `WeightRole` a keras_unitscale layer declared for `variable`, or None."""
+    return getattr(variable, _ATTRIBUTE, None)

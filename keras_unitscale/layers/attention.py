@@ -181,14 +181,15 @@ class MultiHeadAttention(keras.layers.Layer):
             regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
         )
+        _weights.declare(kernel, "weight", int(fan_in))
         if self._user_initializer:
             _weights.warn_if_not_unit(kernel, "kernel_initializer", self)
         bias = (
-            self.add_weight(
+            _weights.declare(self.add_weight(
                 name=f"{name}_bias", shape=(int(fan_out),),
                 initializer=_clone(self.bias_initializer),
                 regularizer=self.bias_regularizer, constraint=self.bias_constraint,
-            )
+            ), "bias")
             if self.use_bias
             else None
         )

@@ -101,14 +101,15 @@ class Dense(keras.layers.Layer):
             name="kernel", shape=(fan_in, self.units), initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer, constraint=self.kernel_constraint,
         )
+        _weights.declare(self.kernel, "readout" if self.readout else "weight", int(fan_in))
         if self._user_initializer:
             _weights.warn_if_not_unit(self.kernel, "kernel_initializer", self)
         self.bias = None
         if self.use_bias:
-            self.bias = self.add_weight(
+            self.bias = _weights.declare(self.add_weight(
                 name="bias", shape=(self.units,), initializer=self.bias_initializer,
                 regularizer=self.bias_regularizer, constraint=self.bias_constraint,
-            )
+            ), "bias")
 
     def call(self, inputs):
         float_input(inputs)

@@ -74,6 +74,7 @@ class Embedding(keras.layers.Layer):
             regularizer=self.embeddings_regularizer,
             constraint=self.embeddings_constraint,
         )
+        _weights.declare(self.embeddings, "embedding", self.output_dim)
         if self._user_initializer:
             _weights.warn_if_not_unit(self.embeddings, "embeddings_initializer", self)
 

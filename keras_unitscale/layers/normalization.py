@@ -48,14 +48,14 @@ class _Normalization(keras.layers.Layer):
                 f"rank {len(input_shape)}): unit-scaled normalisation normalises over the "
                 f"features only; received axis={self.axis}."
             )
-        self.gamma = self.add_weight(
+        self.gamma = _weights.declare(self.add_weight(
             name="gamma", shape=(dim,), initializer=self.gamma_initializer,
             regularizer=self.gamma_regularizer, constraint=self.gamma_constraint,
-        ) if self.scale else None
-        self.beta = self.add_weight(
+        ), "norm") if self.scale else None
+        self.beta = _weights.declare(self.add_weight(
             name="beta", shape=(dim,), initializer=self.beta_initializer,
             regularizer=self.beta_regularizer, constraint=self.beta_constraint,
-        ) if self.center else None
+        ), "bias") if self.center else None
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -5,6 +5,7 @@ import keras
 from keras import ops
 
 from keras_unitscale import ops as uops
+from keras_unitscale.layers import _weights
 from keras_unitscale.layers._validation import positive_int
 from keras_unitscale.layers.embedding import Embedding
 
@@ -58,11 +59,11 @@ class PositionEmbedding(keras.layers.Layer):
                 f"`inputs` length {inputs_shape[1]} exceeds `sequence_length` "
                 f"{self.sequence_length}."
             )
-        self.position_embeddings = self.add_weight(
+        self.position_embeddings = _weights.declare(self.add_weight(
             name="embeddings",
             shape=(self.sequence_length, int(inputs_shape[-1])),
             initializer=self.initializer,
-        )
+        ), "embedding", int(inputs_shape[-1]))
 
     def call(self, inputs, start_index=0):
         return uops.position_embedding(self.position_embeddings, inputs, start_index)

@@ -12,6 +12,7 @@ from keras import ops
 
 from keras_unitscale import ops as uops
 from keras_unitscale.backend import get_keras_mask
+from keras_unitscale.layers import _weights
 from keras_unitscale.layers._validation import positive_int
 from keras_unitscale.layers.attention import MultiHeadAttention
 from keras_unitscale.layers.dropout import Dropout
@@ -276,6 +277,7 @@ class TransformerEncoderBlock(_Block):
         self.self_attention.build(inputs_shape, inputs_shape)
         self.mlp_norm.build(inputs_shape)
         self.mlp.build(inputs_shape)
+        _weights.declare_depth(self, self.num_layers)
 
     def call(self, inputs, padding_mask=None, attention_mask=None, training=None):
         if padding_mask is None:
@@ -391,6 +393,7 @@ class TransformerDecoderBlock(_Block):
             self.cross_attention.build(shape, encoder_sequence_shape)
         self.mlp_norm.build(shape)
         self.mlp.build(shape)
+        _weights.declare_depth(self, self.num_layers)
 
     def call(
         self,

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_unitscale import ops as uops
+from keras_unitscale.layers import _weights
 from keras_unitscale.layers._validation import positive_int, positive_number
 
 
@@ -64,6 +65,7 @@ class LMHead(keras.layers.Layer):
                 shape=(int(inputs_shape[-1]), self.vocabulary_size),
                 initializer=keras.initializers.RandomNormal(stddev=1.0),
             )
+            _weights.declare(self.kernel, "readout")
 
     def call(self, inputs):
         kernel = ops.transpose(self._table()) if self.tied else self.kernel

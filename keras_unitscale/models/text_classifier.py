@@ -210,7 +210,7 @@ class TextClassifier(Task):
         self.compile()
 
     def compile(self, optimizer=None, loss=None, metrics="auto", **kwargs):
-        """`UnitScaledModel.compile` (AdamW, learning rate 1e-2, our cross-entropy on logits,
+        """`UnitScaledModel.compile` (u-muP's AdamW, base rate 0.5, our cross-entropy on logits,
         no loss scaling) with accuracy as the default metric.
 
         Args:

@@ -2,13 +2,15 @@
 
 import keras
 
-DEFAULT_LEARNING_RATE = 1e-2
-"""Adam's default step for unit-scaled models.
+DEFAULT_LEARNING_RATE = 0.5
+"""The default base rate of `keras_unitscale.optimizers.AdamW` in `UnitScaledModel.compile()`.
 
-Unit-scaled weights have std 1 where a standard model's have about `fan_in ** -0.5`, and Adam's
-update size does not depend on the gradient's scale, so the same relative change of a weight
-needs a step `sqrt(fan_in)` times larger than a standard model's usual 1e-3. The value also
-transfers across widths (u-muP): the scales, not the learning rate, absorb the width.
+Each weight steps at this rate times its u-muP multiplier (`fan_in ** -0.5` for a hidden
+weight, `width ** -0.5` for an embedding table, 1 for biases, norms and the readout; see
+`keras_unitscale.optimizers.rules`), so the rate is far larger than plain Keras' 1e-3. On a
+character LM (`benchmarks/lr_transfer.py`, docs/umup.md) the best base rate with a warm-up was
+2^0 to 2^1 at every width from 64 to 1024 and every depth from 2 to 16; the default sits one
+grid point lower because `compile()` adds no warm-up.
 """
 
 
@@ -19,8 +21,9 @@ class UnitScaledModel(keras.Model):
     Works as a functional model (`UnitScaledModel(inputs, outputs)`) and as a base class for
     subclassed models. Differences from `keras.Model`:
 
-    - `compile()` defaults to `AdamW(learning_rate=1e-2, weight_decay=0)` (see
-      `DEFAULT_LEARNING_RATE`), to our unit-scaled `SparseCategoricalCrossentropy` when no
+    - `compile()` defaults to u-muP's `keras_unitscale.optimizers.AdamW(learning_rate=0.5,
+      weight_decay=0)` (per-weight learning rates; see `DEFAULT_LEARNING_RATE`), to our
+      unit-scaled `SparseCategoricalCrossentropy` when no
       loss is given, and never wraps the optimizer in a `LossScaleOptimizer` under
       `mixed_float16`: a unit-scaled model's gradients already sit in FP16's range.
     - `scale_report(x, y=None)` returns the forward and backward std (and range statistics) of
@@ -51,10 +54,12 @@ class UnitScaledModel(keras.Model):
         """Configures the model for training, with unit-scaling defaults.
 
         Args:
-            optimizer: an optimizer or its name; default `AdamW` with `learning_rate`.
+            optimizer: an optimizer or its name (a name gives Keras' own optimizer, with one
+                rate for every weight); default `keras_unitscale.optimizers.AdamW` with
+                `learning_rate`, u-muP's per-weight rates.
             loss: default `keras_unitscale.losses.SparseCategoricalCrossentropy()`, with
                 `from_logits=False` when the last layer is a softmax readout.
-            learning_rate: the default optimizer's step (default 1e-2), a number or a
+            learning_rate: the default optimizer's base rate (default 0.5), a number or a
                 `keras.optimizers.schedules.LearningRateSchedule`; an error when an optimizer
                 instance is also given.
             auto_scale_loss: Keras' automatic loss scaling under `mixed_float16`; off, as
@@ -80,7 +85,9 @@ class UnitScaledModel(keras.Model):
                 f"LearningRateSchedule; received {learning_rate!r:.80}."
             )
         if optimizer is None:
-            optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=0.0)
+            from keras_unitscale.optimizers import AdamW
+
+            optimizer = AdamW(learning_rate=lr, weight_decay=0.0)
         elif isinstance(optimizer, str):
             optimizer = keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": lr}})
         if loss is None:

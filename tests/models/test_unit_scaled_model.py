@@ -24,8 +24,8 @@ def _lr(model):
 def test_compile_defaults():
     model = _model()
     model.compile()
-    assert isinstance(model.optimizer, keras.optimizers.AdamW)
-    assert _lr(model) == pytest.approx(DEFAULT_LEARNING_RATE) == pytest.approx(1e-2)
+    assert isinstance(model.optimizer, ku.optimizers.AdamW)
+    assert _lr(model) == pytest.approx(DEFAULT_LEARNING_RATE) == pytest.approx(0.5)
     assert model.optimizer.weight_decay == 0.0
     assert isinstance(model.loss, ku.losses.SparseCategoricalCrossentropy)
     history = model.fit(*_data(), epochs=2, verbose=0)
