@@ -11,43 +11,70 @@ weights) and which hands the sampler's new seed state back.
 """
 
 
+import sys
+
 import keras
-import keras_hub
 import numpy as np
 from keras import ops
 
 from keras_unitscale.backend import compile_stateful
 from keras_unitscale.models.task import Task
 
-try:
-    import tensorflow as tf
-except ImportError:  # pragma: no cover
-    tf = None
-
-SAMPLERS = {
-    "greedy": keras_hub.samplers.GreedySampler,
-    "top_k": keras_hub.samplers.TopKSampler,
-    "top_p": keras_hub.samplers.TopPSampler,
-    "random": keras_hub.samplers.RandomSampler,
+SAMPLER_NAMES = {
+    "greedy": "GreedySampler",
+    "top_k": "TopKSampler",
+    "top_p": "TopPSampler",
+    "random": "RandomSampler",
 }
+"""The sampler names `generate()` takes, and their `keras_hub.samplers` classes."""
+
+
+def _samplers():
+    # keras-hub (and with it TensorFlow) is imported on the first generation, not with the
+    # models.
+    import keras_hub
+
+    return keras_hub.samplers
+
+
+def __getattr__(name):
+    if name == "SAMPLERS":  # `{name: keras_hub sampler class}`, made on first use
+        return {key: getattr(_samplers(), cls) for key, cls in SAMPLER_NAMES.items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _sampler_error(sampler):
+    return ValueError(
+        f"`sampler` must be one of {sorted(SAMPLER_NAMES)} or a `keras_hub.samplers.Sampler`; "
+        f"received {sampler!r}."
+    )
 
 
 def get_sampler(sampler):
-    """A `keras_hub.samplers.Sampler` from a name in `SAMPLERS` or an instance.
+    """A `keras_hub.samplers.Sampler` from a name in `SAMPLER_NAMES` or an instance.
 
     Example:
     >>> from keras_unitscale.models.generation import get_sampler
     >>> type(get_sampler("top_k")).__name__
     'TopKSampler'
     """
-    if isinstance(sampler, keras_hub.samplers.Sampler):
+    if isinstance(sampler, str):
+        if sampler not in SAMPLER_NAMES:
+            raise _sampler_error(sampler)
+        return getattr(_samplers(), SAMPLER_NAMES[sampler])()
+    if isinstance(sampler, _samplers().Sampler):
         return sampler
-    if isinstance(sampler, str) and sampler in SAMPLERS:
-        return SAMPLERS[sampler]()
-    raise ValueError(
-        f"`sampler` must be one of {sorted(SAMPLERS)} or a `keras_hub.samplers.Sampler`; "
-        f"received {sampler!r}."
-    )
+    raise _sampler_error(sampler)
+
+
+def check_sampler(sampler):
+    """`sampler` itself when `get_sampler` takes it (a name is checked without importing
+    keras-hub); raises its `ValueError` otherwise."""
+    if isinstance(sampler, str):
+        if sampler not in SAMPLER_NAMES:
+            raise _sampler_error(sampler)
+        return sampler
+    return get_sampler(sampler)
 
 
 def generated_mask(token_ids, prompt_mask, stop_token_ids):
@@ -140,7 +167,7 @@ def check_max_length(max_length, prompt_length, limit=None):
 
 def check_texts(inputs, name="prompts"):
     """Returns `(texts, is_scalar)` for a string or a non-empty batch of strings."""
-    if tf is not None and isinstance(inputs, tf.Tensor):
+    if "tensorflow" in sys.modules and isinstance(inputs, sys.modules["tensorflow"].Tensor):
         inputs = inputs.numpy()
     if isinstance(inputs, np.ndarray):
         inputs = inputs.item() if inputs.ndim == 0 else inputs.tolist()
@@ -189,8 +216,21 @@ class GenerativeTask(Task):
             weighted_metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         super().compile(optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics,
                         **kwargs)
-        self.sampler = get_sampler(sampler)
+        self.sampler = check_sampler(sampler)
         self._generate_functions = []  # recompiled: weights or policies may have changed
+
+    @property
+    def sampler(self):
+        """The default sampler of `generate()`, a `keras_hub.samplers.Sampler` (made on first
+        use from the name given to `compile()`), or None before `compile()`."""
+        sampler = getattr(self, "_sampler", None)
+        if isinstance(sampler, str):
+            sampler = self._sampler = get_sampler(sampler)
+        return sampler
+
+    @sampler.setter
+    def sampler(self, value):
+        self._sampler = check_sampler(value) if value is not None else None
 
     def check_targets(self, y):
         """Labels come from the text with a preprocessor; without one, integer token ids."""

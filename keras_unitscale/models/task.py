@@ -6,6 +6,7 @@ KerasHub's tasks do. With `preprocessor=None` they are Keras' own.
 """
 
 import copy
+import sys
 
 import keras
 import numpy as np
@@ -13,14 +14,20 @@ import numpy as np
 from keras_unitscale.models.unit_scaled_model import UnitScaledModel
 from keras_unitscale.presets.mixin import PresetMixin
 
-try:  # TensorFlow runs the input pipeline on every backend.
-    import tensorflow as tf
-except ImportError:  # pragma: no cover
-    tf = None
+
+def _tf():
+    """TensorFlow, which runs the input pipeline on every backend; imported on first use
+    (`import keras_unitscale` on JAX does not load it). None when it is not installed."""
+    try:
+        import tensorflow as tf
+    except ImportError:  # pragma: no cover
+        return None
+    return tf
 
 
 def _is_dataset(x):
-    return tf is not None and isinstance(x, tf.data.Dataset)
+    # Without TensorFlow imported, nothing can be a `tf.data.Dataset`.
+    return "tensorflow" in sys.modules and isinstance(x, _tf().data.Dataset)
 
 
 def _has_strings(x):
@@ -67,12 +74,13 @@ def _slice(x, start, stop):
 def _as_slices(x):
     # `from_tensor_slices` reads a list as one tensor; `keras.tree` would split it.
     if isinstance(x, list):
-        return tf.constant(x) if x and isinstance(x[0], (str, bytes)) else x
+        return _tf().constant(x) if x and isinstance(x[0], (str, bytes)) else x
     return x
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
 def _bool_to_int(value):
+    tf = _tf()  # runs inside `tf.data`: loaded
     if isinstance(value, tf.Tensor) and value.dtype == tf.bool:
         return tf.cast(value, "int32")
     return value
@@ -162,6 +170,7 @@ class Task(PresetMixin, UnitScaledModel):
         """Hook for subclasses: raise a `ValueError` for unusable targets (arrays or specs)."""
 
     def _dataset(self, x, y, sample_weight, batch_size, shuffle=False):
+        tf = _tf()
         if tf is None:  # pragma: no cover
             raise ImportError("Preprocessing inside `fit` needs TensorFlow's `tf.data`.")
         if _is_dataset(x):
