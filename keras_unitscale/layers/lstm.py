@@ -43,6 +43,9 @@ class _RecurrentWeights(keras.layers.Layer):
             regularizer=self.options.get(f"{name}_regularizer"),
             constraint=self.options.get(f"{name}_constraint"),
         )
+        # Kernels [fan_in, gates * units]; the bias is a bias, whatever its rows.
+        _weights.declare(weight, "bias" if name == "bias" else "weight",
+                         None if name == "bias" else int(shape[0]))
         if user is not None and name != "bias":
             _weights.warn_if_not_unit(weight, f"{name}_initializer", self)
         return weight
