@@ -21,11 +21,15 @@ def test_self_attention_is_unit_scaled(causal):
     # The self-attention input gradient is the sum of the query path's and the key/value
     # path's (independent): unit in total, the query path small (~ mult / sqrt(key_dim)).
     assert_unit((gq**2 + gkv**2) ** 0.5, "input grad", tol=0.15)
-    assert 0.05 < gq < 0.3
+    # The query path, its kernel and the key kernel: about mult / sqrt(key_dim) = 0.125
+    # (ops.attention's docstring); self-attention's shared input raises it to 0.14-0.16,
+    # hence [0.8, 1.3] times (a doubled logit scale, or 1 / sqrt(d), gives 0.25 or more).
+    band = (0.8 * 64**-0.5, 1.3 * 64**-0.5)
+    for name, s in (("query path grad", gq), ("query_kernel", weights[layer.query_kernel.path]),
+                    ("key_kernel", weights[layer.key_kernel.path])):
+        assert band[0] <= s <= band[1], f"{name} grad std {s:.3f}, band {band}"
     for name in ("value_kernel", "output_kernel", "value_bias", "output_bias"):
-        assert_unit(weights[getattr(layer, name).path], name, tol=0.15)
-    assert 0.05 < weights[layer.query_kernel.path] < 0.3
-    assert 0.05 < weights[layer.key_kernel.path] < 0.3
+        assert_unit(weights[getattr(layer, name).path], name, tol=0.1)
 
 
 def test_cross_attention_shapes():

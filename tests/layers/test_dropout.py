@@ -69,3 +69,34 @@ def test_dropout_inside_layers_is_active_in_training_only(name):
     for out in trained:
         assert np.mean(np.abs(out - reference) > 1e-4) > 0.2, name
     assert not np.allclose(trained[0], trained[1]), f"{name}: the same mask twice"
+
+
+@pytest.mark.parametrize("name", ["encoder block", "decoder block", "mlp"])
+def test_every_dropout_inside_a_block_drops_in_training_only(name):
+    # The block's output changes if any one dropout is active, so look at each Dropout
+    # sublayer: in training every one of them is called and zeroes about `rate` of its
+    # output (here 0.5; 0.3 to 0.7 over a few hundred values), at inference none zeroes any.
+    make, arity = LAYERS[name]
+    x = normal((4, 6, 16), seed=3)
+    layer = make(0.5)
+    layer(*([x] * arity))
+    # (A block builds its MLP without dropout of its own: rate 0, never drops.)
+    dropouts = [
+        d for d in layer._flatten_layers() if isinstance(d, ku.layers.Dropout) and d.rate > 0
+    ]
+    assert len(dropouts) == (1 if name == "mlp" else 2), (name, [d.name for d in dropouts])
+    seen = {}
+    for d in dropouts:
+        def recording(inputs, training=False, _d=d, _call=d.call):
+            out = _call(inputs, training=training)
+            seen.setdefault(_d.name, []).append(float(np.mean(np.asarray(out) == 0)))
+            return out
+
+        d.call = recording
+    layer(*([x] * arity), training=True)
+    assert set(seen) == {d.name for d in dropouts}, f"{name}: not called: {seen}"
+    for d_name, fractions in seen.items():
+        assert all(0.3 < f < 0.7 for f in fractions), (name, d_name, fractions)
+    seen.clear()
+    layer(*([x] * arity), training=False)
+    assert all(f == 0 for fractions in seen.values() for f in fractions), (name, seen)

@@ -16,11 +16,17 @@ def _np(x):
 def test_gru_is_unit_scaled_at_initialisation(length):
     layer = ku.layers.GRU(128, return_sequences=True)
     out, (gx,), weights = layer_stds(layer, normal((64, length, 128)))
-    assert 0.75 <= out <= 1.33, f"output std {out:.3f}"
-    assert 0.5 <= gx <= 2.0, f"input grad std {gx:.3f}"
+    # Bands as in test_lstm.py: output within 0.1 of one; the input gradient within 12% of
+    # its derived value under the default constraint (forward / backward scale of the
+    # unconstrained rule; measured within 8%); weight gradients in [0.65, 1.4] (0.86 to 1.23
+    # measured), which fails a factor of two.
+    assert abs(out - 1) <= 0.1, f"output std {out:.3f}"
+    free = gru_scales(128, 128, constraint=None)
+    want = free.input / free.input_grad
+    assert abs(gx / want - 1) <= 0.12, f"input grad std {gx:.3f}, derived {want:.3f}"
     assert len(weights) == 3
     for path, s in weights.items():
-        assert 0.5 <= s <= 2.0, f"{path} grad std {s:.3f}"
+        assert 0.65 <= s <= 1.4, f"{path} grad std {s:.3f}"
 
 
 def test_gru_is_keras_gru_with_scaled_weights():

@@ -12,23 +12,40 @@ def _np(x):
     return keras.ops.convert_to_numpy(x)
 
 
+def _constrained_input_grad(input_dim, units):
+    """The input-gradient std under the default `to_output_scale` constraint: the
+    unconstrained rule makes it unit, the constraint multiplies it by forward / backward."""
+    free = lstm_scales(input_dim, units, constraint=None)
+    return free.input / free.input_grad
+
+
+# Bands. The output is unit by the derivation (within 0.1, a 20% error in kappa fails).
+# The input gradient is compared with its derived value within 12% (measured within 7% at
+# lengths 8 to 128; a 20% error in the x-path scale fails). The weight gradients follow the
+# mean field less closely (0.71 to 1.27 measured, depending on the length), so their band,
+# [0.65, 1.4], only fails a factor of two (tests/ops/test_recurrent.py checks them exactly
+# against the true gradient of the scaled cell).
+WEIGHT_BAND = (0.65, 1.4)
+
+
 @pytest.mark.parametrize("length", [8, 32, 128])
 def test_lstm_is_unit_scaled_at_initialisation(length):
     layer = ku.layers.LSTM(128, return_sequences=True)
     out, (gx,), weights = layer_stds(layer, normal((64, length, 128)))
-    assert 0.75 <= out <= 1.33, f"output std {out:.3f}"
-    assert 0.5 <= gx <= 2.0, f"input grad std {gx:.3f}"
+    assert abs(out - 1) <= 0.1, f"output std {out:.3f}"
+    want = _constrained_input_grad(128, 128)
+    assert abs(gx / want - 1) <= 0.12, f"input grad std {gx:.3f}, derived {want:.3f}"
     assert len(weights) == 3
     for path, s in weights.items():
-        assert 0.5 <= s <= 2.0, f"{path} grad std {s:.3f}"
+        assert WEIGHT_BAND[0] <= s <= WEIGHT_BAND[1], f"{path} grad std {s:.3f}"
 
 
 def test_last_output_only_scales_weight_grads_by_batch():
     layer = ku.layers.LSTM(64)
     out, _, weights = layer_stds(layer, normal((64, 16, 64)))
-    assert 0.75 <= out <= 1.33
+    assert abs(out - 1) <= 0.1, f"output std {out:.3f}"
     for path, s in weights.items():
-        assert 0.5 <= s <= 2.0, f"{path} grad std {s:.3f}"
+        assert WEIGHT_BAND[0] <= s <= WEIGHT_BAND[1], f"{path} grad std {s:.3f}"
 
 
 def test_lstm_is_keras_lstm_with_scaled_weights():

@@ -10,6 +10,7 @@ from keras_unitscale.models.backbones import (
     TransformerEncoderBackbone,
 )
 from roundtrip import assert_config_roundtrip
+from scale_utils import layer_stds
 
 VOCAB = 50
 
@@ -67,6 +68,68 @@ def test_builds_with_unit_outputs(name):
     assert y.shape == (3, 7, 16)
     real = y[x["padding_mask"].astype(bool)]
     assert 0.5 < float(np.std(real)) < 2.0
+
+
+class _Stream(keras.layers.Layer):
+    """`model({"token_ids", "padding_mask"})` as a layer of two positional inputs, for
+    `scale_utils.layer_stds` (which pulls back through the model's weights)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def call(self, token_ids, padding_mask):
+        return self.model({"token_ids": token_ids, "padding_mask": padding_mask})
+
+
+@pytest.mark.parametrize("cls", [TransformerEncoderBackbone, TransformerDecoderBackbone])
+def test_residual_stream_and_gradients_before_the_final_norm(cls):
+    """The final norm makes the backbone's output unit whatever the weights, so look before
+    it, at one block (see the report of issue 22 on deeper stacks). Predictions, under a unit
+    upstream gradient on the stream, batch 8 x 64 tokens of a 256-token vocabulary:
+    - the stream is unit: a unit embedding (two unit tables added with `2 ** -0.5`), and
+      each residual keeps a unit stream unit (within 0.1);
+    - every tensor inside a branch sees the stream's unit gradient (`residual_add` passes it
+      unchanged), so the attention's value and output kernels get unit gradients, and so
+      does the token table (its rule divides out the ~2 uses of each row) (within 0.15);
+    - the MLP's down kernel sees GELU outputs of second moment `1 + mean^2`: gradient std
+      `sqrt(1 + MEANS["gelu"] ** 2)` = 1.11; the up kernel gets the gradient the down
+      projection passes back under `to_output_scale` (`fan_in ** -0.5` where unit would be
+      `fan_out ** -0.5`: `sqrt(128 / 256)`) times GELU's forward / backward scale ratio:
+      0.81 (within 10%).
+    A 20% error in any one of these scales moves its check out of its band."""
+    from keras_unitscale.ops.activations import MEANS, SCALES
+
+    keras.utils.set_random_seed(0)
+    vocab, hidden, intermediate = 256, 128, 256
+    backbone = cls(
+        vocab, num_layers=1, num_heads=2, hidden_dim=hidden, intermediate_dim=intermediate,
+        max_sequence_length=64,
+    )
+    stream = keras.Model(backbone.input, backbone.get_layer("output_norm").input)
+    ids = np.random.default_rng(0).integers(0, vocab, (8, 64)).astype("int32")
+    out, _, grads = layer_stds(_Stream(stream), ids, np.ones_like(ids))
+    assert abs(out - 1) <= 0.1, f"residual stream std {out:.3f}"
+
+    def grad(suffix):
+        (value,) = [s for path, s in grads.items() if path.endswith(suffix)]
+        return value
+
+    for suffix in ("token_embedding/embeddings", "value_kernel", "attention_output_kernel"):
+        assert abs(grad(suffix) - 1) <= 0.15, f"{suffix} grad std {grad(suffix):.3f}"
+    down = (1 + MEANS["gelu"] ** 2) ** 0.5
+    up = (hidden / intermediate) ** 0.5 * SCALES["gelu"][0] / SCALES["gelu"][1]
+    for suffix, want in (("mlp/down/kernel", down), ("mlp/up/kernel", up)):
+        assert abs(grad(suffix) / want - 1) <= 0.1, f"{suffix} grad {grad(suffix):.3f} vs {want:.3f}"
+
+
+def test_lstm_backbone_output_is_unit():
+    # No final norm here: a bidirectional layer concatenates two unit LSTMs (within 0.1).
+    keras.utils.set_random_seed(0)
+    backbone = LSTMBackbone(256, hidden_dim=128, num_layers=1)
+    ids = np.random.default_rng(0).integers(0, 256, (8, 64)).astype("int32")
+    y = _np(backbone({"token_ids": ids, "padding_mask": np.ones_like(ids)}))
+    assert abs(float(np.std(y)) - 1) <= 0.1, f"output std {np.std(y):.3f}"
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))

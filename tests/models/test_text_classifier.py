@@ -205,19 +205,29 @@ def test_pooling_values_and_mean_gradient():
 
 
 def test_scales_near_unit_at_initialisation():
-    classifier = _classifier()
-    x, y = classifier.preprocessor(TEXTS, LABELS)
-    table = classifier.scale_report(x, y)
-    names = {r["layer"] for r in table}
+    """Token ids (64 x 32 of a 256-token vocabulary) through an LSTM classifier of width 128,
+    under the task's own loss. Predictions, each within 0.1 (15% for the logits):
+    - the bidirectional LSTM's output is unit (two unit LSTMs side by side);
+    - the logit gradient is unit (the cross-entropy's scale) and so is the gradient the
+      readout passes back (`fan_out ** -0.5`), which mean pooling hands to every token
+      unchanged, so the LSTM's output gradient is unit too;
+    - the logits are the readout's `1 / fan_in` times a sum of `fan_in` products: std
+      `std(pooled) / sqrt(128)`, small (u-muP).
+    A doubled LSTM output scale, a dropped loss or readout scale each fail one of these."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 256, (64, 32)).astype("int32")
+    labels = rng.integers(0, 2, (64,)).astype("int32")
+    classifier = TextClassifier(LSTMBackbone(256, hidden_dim=128), num_classes=2)
+    table = classifier.scale_report({"token_ids": ids, "padding_mask": np.ones_like(ids)}, labels)
+    rows = {(r["layer"].split("/")[-1], r["direction"]): r["std"] for r in table}
     # The backbone's own name depends on how many were built before in this process.
-    assert {"pooling", "logits"} <= names
-    assert any(name.endswith("/bidirectional_0") for name in names), names
-    for row in table:
-        if (row["layer"], row["direction"]) == ("logits", "forward"):
-            # The readout's `1 / fan_in`: logits start small (u-muP).
-            assert row["std"] < 0.5
-        else:  # a loose band: 40 short texts and 16 units give noisy stds
-            assert 0.4 < row["std"] < 2.5, row
+    assert {"pooling", "logits", "bidirectional_0"} <= {name for name, _ in rows}, rows
+    for key in (("bidirectional_0", "forward"), ("bidirectional_0", "backward"),
+                ("logits", "backward")):
+        assert abs(rows[key] - 1) <= 0.1, (key, rows[key])
+    want = rows[("pooling", "forward")] / 128**0.5
+    assert abs(rows[("logits", "forward")] / want - 1) <= 0.15, (rows[("logits", "forward")], want)
 
 
 def test_inputs_as_users_give_them(trained):

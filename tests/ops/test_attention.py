@@ -23,13 +23,13 @@ def test_attention_is_unit_at_initialisation(causal):
     )
     assert_unit(out, "output")
     assert_unit(gv, "value grad")
-    # Query/key gradients start at about mult / sqrt(d_head) (see the module docstring),
-    # within a factor 3 of Graphcore's ~S^-1/2.
+    # Query/key gradients start at about mult / sqrt(d_head) (see the module docstring:
+    # `dq_i = mult / d_head * s_i * sum_j p_ij (g_i . v_j - <g_i . v>) k_j`, where the
+    # output scale s_i undoes the 1 / sqrt(n_i) of the probability-weighted sum), causal or
+    # not (measured 0.122 causal, 0.125 not), within 10%: a 20% error in the logit scale
+    # or the output scale fails.
     for g, name in ((gq, "query"), (gk, "key")):
-        assert np.isfinite(g), name
-        assert S**-0.5 / 3 < g < 3 * S**-0.5, f"{name} grad std {g}"
-        if not causal:
-            assert abs(g / D**-0.5 - 1) < 0.1, f"{name} grad std {g} vs mult / sqrt(d)"
+        assert abs(g / D**-0.5 - 1) < 0.1, f"{name} grad std {g} vs mult / sqrt(d)"
 
 
 def test_dropout_on_probabilities_keeps_unit_scale():
@@ -40,6 +40,13 @@ def test_dropout_on_probabilities_keeps_unit_scale():
     )
     assert_unit(out, "output with dropout")
     assert_unit(gv, "value grad with dropout")
+    # The dropout really drops: with keep mask m (P(m=1) = 0.7), the change of the output,
+    # `s sum_j (m_j / sqrt(0.7) - 1) p_j v_j`, has variance `s^2 sum_j p_j^2 E[(m / sqrt(0.7)
+    # - 1)^2]` = 1 * (0.7 (0.7 ** -0.5 - 1) ** 2 + 0.3) = 0.327 (std 0.572) for a unit output.
+    dropped = ops.convert_to_numpy(uops.dot_product_attention(q, k, v, dropout_rate=0.3, seed=1))
+    change = float(np.std(dropped - ops.convert_to_numpy(uops.dot_product_attention(q, k, v))))
+    want = (0.7 * (0.7**-0.5 - 1) ** 2 + 0.3) ** 0.5
+    assert abs(change / want - 1) < 0.1, f"output change std {change:.3f}, expected {want:.3f}"
 
 
 def test_scale_limits():
