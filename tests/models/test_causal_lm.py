@@ -30,7 +30,7 @@ def trained():
     keras.utils.set_random_seed(0)
     preprocessor = _preprocessor()
     model = CausalLM(_transformer(preprocessor.tokenizer.vocabulary_size()), preprocessor)
-    model.compile(learning_rate=3e-2)
+    model.compile()  # u-muP's AdamW at the default base rate
     losses = model.fit(TEXTS, batch_size=10, epochs=10, verbose=0).history["loss"]
     return model, losses[0], losses[-1]
 

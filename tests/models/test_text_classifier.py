@@ -89,8 +89,8 @@ def test_config_roundtrip_and_compile_defaults():
     classifier = _classifier(pooling="max", dropout=0.2)
     clone = assert_config_roundtrip(classifier)
     assert (clone.num_classes, clone.pooling, clone.dropout) == (2, "max", 0.2)
-    assert isinstance(classifier.optimizer, keras.optimizers.AdamW)
-    assert float(_np(classifier.optimizer.learning_rate)) == pytest.approx(1e-2)
+    assert isinstance(classifier.optimizer, ku.optimizers.AdamW)
+    assert float(_np(classifier.optimizer.learning_rate)) == pytest.approx(0.5)
     assert isinstance(classifier.loss, ku.losses.SparseCategoricalCrossentropy)
     assert classifier.output_dense.readout
     classifier.compile(learning_rate=3e-3)
