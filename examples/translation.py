@@ -76,7 +76,9 @@ def unit_scaled_model(args, preprocessor):
         attention_mult=args.attention_mult,
     )
     model = Seq2SeqLM(backbone, preprocessor, output_mult=args.output_mult)
-    model.compile(learning_rate=args.learning_rate or 3e-2)
+    # The recipe docs/results.md measured: Keras' AdamW, one rate for every weight (before
+    # u-muP's per-weight rates became compile()'s default; retuning them is issue #16's).
+    model.compile(optimizer=keras.optimizers.AdamW(args.learning_rate or 3e-2, weight_decay=0.0))
     return model
 
 

