@@ -99,10 +99,6 @@ class WeightRole:
     def __repr__(self):
         return f"WeightRole({self.role!r}, fan_in={self.fan_in}, depth={self.depth})"
 
-    def __eq__(self, other):
-        return isinstance(other, WeightRole) and (self.role, self.fan_in, self.depth) == (
-            other.role, other.fan_in, other.depth)
-
 
 _ATTRIBUTE = "_unitscale_role"
 

@@ -9,8 +9,8 @@ Each weight steps at this rate times its u-muP multiplier (`fan_in ** -0.5` for 
 weight, `width ** -0.5` for an embedding table, 1 for biases, norms and the readout; see
 `keras_unitscale.optimizers.rules`), so the rate is far larger than plain Keras' 1e-3. On a
 character LM (`benchmarks/lr_transfer.py`, docs/umup.md) the best base rate with a warm-up was
-2^0 to 2^1 at every width from 64 to 1024 and every depth from 2 to 16; the default sits one
-grid point lower because `compile()` adds no warm-up.
+2^0 or 2^1 at every width from 64 to 1024 and 2^0 to 2^2 at depths 2 to 16; the default sits
+one grid point below 2^0 because `compile()` adds no warm-up.
 """
 
 

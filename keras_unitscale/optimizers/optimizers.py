@@ -24,19 +24,15 @@ class _UnitScaledOptimizer:
             peak_learning_rate = positive_number(peak_learning_rate, "peak_learning_rate")
         self.peak_learning_rate = peak_learning_rate
         self._lr_multipliers = None
-        wd = self.weight_decay
-        if self.independent_weight_decay and wd:
+        if self.independent_weight_decay and self.weight_decay:
             if self._peak() is None:
                 raise ValueError(
                     "`weight_decay` is independent of the learning rate (a weight shrinks by "
                     "`weight_decay` per step at the schedule's peak), but the peak of "
-                    f"`learning_rate`={self._learning_rate_config()!r} is unknown: pass "
+                    f"`learning_rate`={learning_rate!r} is unknown: pass "
                     "`peak_learning_rate`, or `independent_weight_decay=False` for Keras' "
                     "`weight_decay * learning_rate`."
                 )
-
-    def _learning_rate_config(self):
-        return getattr(self, "_learning_rate_argument", None)
 
     def _peak(self):
         if self.peak_learning_rate is not None:

@@ -2,7 +2,6 @@
 signatures file, the swap into place) leaves an existing version byte for byte as it was,
 and no staging or backup directory behind."""
 
-import hashlib
 import os
 import re
 
@@ -10,27 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from file_snapshots import Injected, snapshot
 from keras_unitscale.export import exporter, graph
 from keras_unitscale.models.backbones import LSTMBackbone
 from keras_unitscale.models.text_classifier import TextClassifier
 from keras_unitscale.presets import atomic
-
-
-class Injected(Exception):
-    """The failure the tests inject."""
-
-
-def snapshot(root):
-    """`{relative path: sha256 of a file, or "dir"}` of everything under `root`."""
-    found = {}
-    for directory, dirs, files in os.walk(root):
-        for name in dirs:
-            found[os.path.relpath(os.path.join(directory, name), root)] = "dir"
-        for name in files:
-            with open(os.path.join(directory, name), "rb") as f:
-                found[os.path.relpath(os.path.join(directory, name), root)] = (
-                    hashlib.sha256(f.read()).hexdigest())
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -167,14 +167,12 @@ def test_schedules_are_followed():
     optimizer = ku.optimizers.SGD(schedule)
     kernel = model.get_layer("hidden").kernel
     grads = [np.ones(v.shape, 'float32') for v in model.trainable_variables]
-    index = [v.path for v in model.trainable_variables].index(kernel.path)
     steps = []
     for _ in range(3):
         before = ops.convert_to_numpy(kernel)
         optimizer.apply(grads, model.trainable_variables)
         steps.append(float(np.mean(before - ops.convert_to_numpy(kernel))))
     m = 12**-0.5
-    assert index >= 0
     np.testing.assert_allclose(steps, [0.5 * m, 0.05 * m, 0.05 * m], rtol=1e-5)
 
 

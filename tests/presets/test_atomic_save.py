@@ -2,7 +2,6 @@
 leaves the directory as it was, byte for byte, with nothing left behind; metadata and
 arguments are checked before anything is written."""
 
-import hashlib
 import json
 import os
 import re
@@ -11,26 +10,10 @@ import keras
 import numpy as np
 import pytest
 
+from file_snapshots import Injected, snapshot
 from keras_unitscale.presets import atomic, load_preset, save_preset
 from keras_unitscale.presets import layout
 from presets.char_models import char_seq2seq_lm
-
-
-class Injected(Exception):
-    """The failure the tests inject."""
-
-
-def snapshot(root):
-    """`{relative path: sha256 of a file, or "dir"}` of everything under `root`."""
-    found = {}
-    for directory, dirs, files in os.walk(root):
-        for name in dirs:
-            found[os.path.relpath(os.path.join(directory, name), root)] = "dir"
-        for name in files:
-            with open(os.path.join(directory, name), "rb") as f:
-                found[os.path.relpath(os.path.join(directory, name), root)] = (
-                    hashlib.sha256(f.read()).hexdigest())
-    return found
 
 
 class Faults:
