@@ -2,6 +2,7 @@
 
 import functools
 import json
+import re
 
 import numpy as np
 
@@ -27,11 +28,36 @@ def _records():
     return tuple(out)
 
 
+# Targets in the package that are not translations: "placeholder" (65 records),
+# "placeholder-p1" ... "placeholder-p14" and "placeholder-q1" (15), "PH" (2).
+_PLACEHOLDER = re.compile(r"placeholder(-[a-z]\d+)?|ph", re.IGNORECASE)
+# Targets left partly untranslated, repaired by hand.
+_REPAIRS = {("考试接近了，要认真准备。", "The exam is近; prepare well."):
+            "The exam is near; prepare well."}
+# Chinese characters a target may contain: one it names (门上有个福字, "a 福 on the door").
+_QUOTED = {("过年时门上有个福字。", "At New Year there's a 福 on the door.")}
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
+
+
+def _junk_reason(zh, en):
+    """Why a pair is unusable for translation, or None for a good pair."""
+    if _PLACEHOLDER.fullmatch(en):
+        return "placeholder target"
+    if not re.search(r"[A-Za-z]{2}", en):
+        return "target without an English word"
+    if _CJK.search(en) and (zh, en) not in _QUOTED:
+        return "untranslated Chinese in the target"
+    if not _CJK.search(zh):
+        return "source without Chinese"
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def _pairs():
     seen, zh, en = set(), [], []
     for z, e, _ in _records():
-        if (z, e) not in seen:
+        e = _REPAIRS.get((z, e), e)
+        if _junk_reason(z, e) is None and (z, e) not in seen:
             seen.add((z, e))
             zh.append(z)
             en.append(e)
@@ -63,10 +89,12 @@ def load_zh_en_pairs(seed=0):
 
     From `hsk_sentences_audio/data/sentences.json` in the `hsk-sentences-audio` package:
     4,354 records of HSK 3.0 graded sentences (levels 1-6, ~9 characters on average) give
-    4,352 distinct pairs. Some sentences have two translations and some translations serve
-    two sentences; pairs linked that way are kept in the same split, so no Chinese or English
-    sentence appears in two splits. Split about 80/10/10 with `seed` (3,482 / 435 / 435 for
-    seed 0).
+    4,270 distinct pairs. Left out: 82 records whose English is a placeholder, not a
+    translation ("placeholder", "placeholder-p1" and the like, "PH"), and 2 exact duplicates;
+    one target left partly in Chinese is repaired ("The exam is近" -> "near"). Some sentences
+    have two translations and some translations serve two sentences; pairs linked that way
+    are kept in the same split, so no Chinese or English sentence appears in two splits.
+    Split about 80/10/10 with `seed` (3,416 / 427 / 427 for seed 0).
 
     Args:
         seed: int, the split's random seed.
@@ -82,7 +110,7 @@ def load_zh_en_pairs(seed=0):
 
     >>> (zh_train, en_train), (zh_val, en_val), (zh_test, en_test) = load_zh_en_pairs()
     >>> len(zh_train) + len(zh_val) + len(zh_test)
-    4352
+    4270
     """
     zh, en = _pairs()
     splits = group_split(_linked_groups(zh, en), seed)

@@ -1,4 +1,5 @@
 import importlib.util
+import re
 
 import numpy as np
 import pytest
@@ -8,11 +9,33 @@ from keras_unitscale.datasets import hsk_sentences, load_zh_en_pairs, load_zh_to
 
 def test_pair_counts_and_alignment():
     splits = load_zh_en_pairs()
-    assert [len(zh) for zh, _ in splits] == [3482, 435, 435]
+    assert [len(zh) for zh, _ in splits] == [3416, 427, 427]
     assert all(len(zh) == len(en) for zh, en in splits)
-    (zh, en), _, _ = splits
-    pairs = {(r[0], r[1]) for r in hsk_sentences._records()}
-    assert all((z, e) in pairs for z, e in zip(zh, en))
+    pairs = {(r[0], hsk_sentences._REPAIRS.get((r[0], r[1]), r[1]))
+             for r in hsk_sentences._records()}
+    for zh, en in splits:
+        assert all((z, e) in pairs for z, e in zip(zh, en))
+
+
+def test_pairs_hold_no_junk():
+    # The package's junk targets: 82 placeholders and one half-translated sentence.
+    reasons = [hsk_sentences._junk_reason(z, e) for z, e, _ in hsk_sentences._records()]
+    assert sum(r == "placeholder target" for r in reasons) == 82
+    assert sum(r == "untranslated Chinese in the target" for r in reasons) == 1
+    zh = np.concatenate([split[0] for split in load_zh_en_pairs()])
+    en = np.concatenate([split[1] for split in load_zh_en_pairs()])
+    assert len(set(zip(zh, en))) == len(zh) == 4270
+    for z, e in zip(zh, en):
+        assert "placeholder" not in e.lower() and e.strip() == e and e != z
+        assert re.search(r"[a-z]{2}", e), e  # an English word
+        assert re.search(r"[\u4e00-\u9fff]", z), z
+        assert re.sub(r"[\u4e00-\u9fff]", "", e) == e or e == "At New Year there's a 福 on the door."
+    assert "The exam is near; prepare well." in set(en)
+    # A Chinese sentence with two targets has two translations, not one junk and one real.
+    targets = {}
+    for z, e in zip(zh, en):
+        targets.setdefault(z, set()).add(e)
+    assert all(len(t) <= 2 for t in targets.values())
 
 
 def test_no_sentence_shared_between_pair_splits():
