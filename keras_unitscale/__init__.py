@@ -10,6 +10,7 @@ Public API:
 - `keras_unitscale.losses`: unit-scaled losses whose values equal Keras' own.
 - `keras_unitscale.models`: `UnitScaledModel`, backbones and task models.
 - `keras_unitscale.analysis`: scale tracking (`track_scales`, `plot_scales`, `ScaleTracker`).
+- `keras_unitscale.unit_scale(model)`: converts a functional or Sequential Keras model.
 - `keras_unitscale.precision`: the FP8 simulation switch (`simulate_fp8`, `disable_fp8`).
 - `keras_unitscale.tokenizers`, `.preprocessors`, `.datasets`: the text path (jieba and
   KerasHub tokenizers, task preprocessors, corpora from installed packages); loaded on first
@@ -28,6 +29,7 @@ from keras_unitscale import analysis  # noqa: E402
 from keras_unitscale import precision  # noqa: E402
 from keras_unitscale import optimizers  # noqa: E402
 from keras_unitscale.presets import list_presets  # noqa: E402
+from keras_unitscale.convert import ConversionReport, unit_scale  # noqa: E402
 
 _LAZY = ("tokenizers", "preprocessors", "datasets", "export", "serving")
 

@@ -6,7 +6,7 @@ from keras_unitscale.layers.dropout import Dropout
 from keras_unitscale.layers.embedding import Embedding
 from keras_unitscale.layers.mlp import MLP
 from keras_unitscale.layers.normalization import LayerNormalization, RMSNormalization
-from keras_unitscale.layers.residual import Residual
+from keras_unitscale.layers.residual import Residual, ResidualAdd, ResidualSplit
 from keras_unitscale.layers.attention import MultiHeadAttention
 from keras_unitscale.layers.position import (
     PositionEmbedding,

@@ -56,3 +56,121 @@ class Residual(keras.layers.Layer):
         config = dict(config)
         config["layer"] = keras.saving.deserialize_keras_object(config["layer"])
         return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_unitscale")
+class ResidualSplit(keras.layers.Layer):
+    """The fork of a functional residual connection: `(residual, skip)`, both equal to `x`.
+
+    For residual connections written as graphs (`keras.layers.Add()([x, f(x)])`) rather than
+    wrapped in `Residual`: feed `residual` into the branch `f` and `skip` into `ResidualAdd`
+    with the same `tau`. On the way back the branch's gradient is multiplied by
+    `tau / sqrt(1 + tau^2)` and the skip's by `1 / sqrt(1 + tau^2)`
+    (`keras_unitscale.ops.residual_split`), so every tensor in the branch sees a unit gradient
+    while the summed gradient stays the true one. `keras_unitscale.unit_scale` inserts these
+    pairs when it converts a model.
+
+    Args:
+        tau: non-negative branch weight relative to the skip connection.
+
+    Example:
+    >>> import keras
+    >>> import keras_unitscale as ku
+    >>> x = keras.Input((16,))
+    >>> residual, skip = ku.layers.ResidualSplit(tau=0.5)(x)
+    >>> y = ku.layers.ResidualAdd(tau=0.5)([ku.layers.MLP(32)(residual), skip])
+    >>> tuple(keras.Model(x, y).output_shape)
+    (None, 16)
+    """
+
+    def __init__(self, tau=1.0, **kwargs):
+        super().__init__(**kwargs)
+        uops.residual_coefficients(tau)  # validates
+        self.tau = float(tau)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        residual, skip = uops.residual_split(inputs, self.tau)
+        return residual, skip
+
+    def compute_output_shape(self, input_shape):
+        return input_shape, input_shape
+
+    def compute_mask(self, inputs, mask=None):
+        return mask, mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(tau=self.tau)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_unitscale")
+class ResidualAdd(keras.layers.Layer):
+    """The join of a functional residual connection: `a * residual + b * skip` for inputs
+    `[residual, skip]`, with `(a, b) = (tau, 1) / sqrt(1 + tau^2)`.
+
+    Takes `skip` from a `ResidualSplit` with the same `tau` (see there); the gradient passes to
+    both inputs unchanged (`keras_unitscale.ops.residual_add`), the split applies `a` and `b`.
+
+    Args:
+        tau: non-negative branch weight relative to the skip connection.
+
+    Example:
+    >>> import numpy as np
+    >>> import keras_unitscale as ku
+    >>> x = np.ones((2, 4), "float32")
+    >>> y = ku.layers.ResidualAdd(tau=1.0)([x, x])  # (x + x) / sqrt(2)
+    >>> round(float(y[0, 0]), 4)
+    1.4142
+    """
+
+    def __init__(self, tau=1.0, **kwargs):
+        super().__init__(**kwargs)
+        uops.residual_coefficients(tau)  # validates
+        self.tau = float(tau)
+        self.supports_masking = True
+
+    def _check(self, inputs, shapes=False):
+        kind = (list, tuple) if shapes else object
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2 or not all(
+            isinstance(x, kind) and not isinstance(x, (int, float)) or x is None for x in inputs
+        ):
+            raise ValueError(
+                "`inputs` of `ResidualAdd` must be a list `[residual, skip]` of two tensors; "
+                f"received {inputs!r}."
+            )
+
+    def build(self, input_shape):
+        self._check(input_shape, shapes=True)
+        residual, skip = (tuple(shape) for shape in input_shape)
+        if residual != skip:
+            raise ValueError(
+                "`inputs` of `ResidualAdd` must have the same shape; received residual "
+                f"{residual} and skip {skip}."
+            )
+
+    def call(self, inputs):
+        self._check(inputs)
+        residual, skip = inputs
+        return uops.residual_add(residual, skip, self.tau)
+
+    def compute_output_shape(self, input_shape):
+        self._check(input_shape, shapes=True)
+        return input_shape[0]
+
+    def compute_mask(self, inputs, mask=None):
+        if mask is None:
+            return None
+        masks = [m for m in mask if m is not None]
+        if not masks:
+            return None
+        out = masks[0]
+        for m in masks[1:]:
+            out = keras.ops.logical_and(out, m)
+        return out
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(tau=self.tau)
+        return config

@@ -1,0 +1,342 @@
+"""`unit_scale(model)`: the unit-scaled equivalent of a functional or Sequential Keras model.
+
+Graphcore's `unit_scaling.transforms.unit_scale` converts a PyTorch module by tracing it; this
+is the same idea for a Keras graph, which a functional model already is. The graph is walked
+in order and rebuilt:
+
+- each layer of a kind this library has (`Dense`, `Embedding`, `LSTM`, `GRU`,
+  `MultiHeadAttention`, `LayerNormalization`, `Dropout`, `Activation`) is replaced by ours,
+  with its arguments; its initializers are dropped, since unit scaling draws weights N(0, 1)
+  (`glorot_uniform` would start the layer at a tenth of unit scale);
+- each `keras.layers.Add` of two tensors where one is computed from the other (`x + f(x)`) is
+  a residual connection: it becomes a `ResidualSplit`/`ResidualAdd` pair, with u-muP's taus
+  (`residual_taus`: every residual branch makes up an equal share of the final stream);
+- each `Dense` whose output reaches a model output through shape-only or activation layers
+  is made a readout (`Dense(..., readout=True)`, u-muP's `1 / fan_in` rule);
+- every other layer (pooling, `Flatten`, `Conv1D`, ...) is kept as it was: a copy with the
+  same config and weights, listed in the report with the reason.
+
+The swapped layers start from fresh unit-scale weights: the converted model is a new model
+to train, not the same function. It is a `UnitScaledModel`, so `compile()` brings u-muP's
+optimizer, and it saves and loads as any other model.
+"""
+
+import dataclasses
+import inspect
+
+import keras
+
+from keras_unitscale import layers as ulayers
+from keras_unitscale.models.unit_scaled_model import UnitScaledModel
+from keras_unitscale.ops.residual import residual_taus
+
+# Keras layer classes with a unit-scaled namesake here.
+_SWAPS = {
+    keras.layers.Dense: ulayers.Dense,
+    keras.layers.Embedding: ulayers.Embedding,
+    keras.layers.LSTM: ulayers.LSTM,
+    keras.layers.GRU: ulayers.GRU,
+    keras.layers.MultiHeadAttention: ulayers.MultiHeadAttention,
+    keras.layers.LayerNormalization: ulayers.LayerNormalization,
+    keras.layers.Dropout: ulayers.Dropout,
+    keras.layers.Activation: ulayers.Activation,
+}
+
+# Layers between a Dense and a model output that keep it the last weighted layer.
+_PASS_THROUGH = (
+    keras.layers.Activation,
+    keras.layers.Softmax,
+    keras.layers.Dropout,
+    keras.layers.Flatten,
+    keras.layers.Reshape,
+    ulayers.Activation,
+    ulayers.Dropout,
+)
+
+
+@dataclasses.dataclass
+class ConversionReport:
+    """What `unit_scale` did to each layer of a model.
+
+    Attributes:
+        swapped: `(name, keras_class, unit_scaled_class)` for each replaced layer.
+        residuals: `(add_layer_name, tau)` for each `Add` that became a residual connection.
+        readouts: names of the `Dense` layers made readouts.
+        dropped_arguments: `{name: [argument, ...]}`: arguments not carried over (the
+            initializers, which unit scaling replaces by N(0, 1)).
+        kept: `(name, class, reason)` for each layer kept as it was (config and weights).
+    """
+
+    swapped: list = dataclasses.field(default_factory=list)
+    residuals: list = dataclasses.field(default_factory=list)
+    readouts: list = dataclasses.field(default_factory=list)
+    dropped_arguments: dict = dataclasses.field(default_factory=dict)
+    kept: list = dataclasses.field(default_factory=list)
+
+    def __str__(self):
+        lines = [f"unit_scale: {len(self.swapped)} layers swapped, "
+                 f"{len(self.residuals)} residual connections, {len(self.kept)} kept"]
+        for name, old, new in self.swapped:
+            extra = " (readout)" if name in self.readouts else ""
+            dropped = self.dropped_arguments.get(name)
+            if dropped:
+                extra += f"; dropped {', '.join(dropped)}"
+            lines.append(f"  swapped  {name}: {old} -> {new}{extra}")
+        for name, tau in self.residuals:
+            lines.append(f"  residual {name}: tau={tau:.4g}")
+        for name, cls, reason in self.kept:
+            lines.append(f"  kept     {name} ({cls}): {reason}")
+        return "\n".join(lines)
+
+
+def _graph_of(model):
+    """The functional graph of `model`, or a clear error."""
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"`model` must be a keras.Model; received {type(model).__name__}.")
+    graph = model
+    if isinstance(model, keras.Sequential):
+        graph = getattr(model, "_functional", None)
+        if graph is None:
+            raise ValueError(
+                "`model` is a Sequential model without a known input shape: start it with "
+                "`keras.Input(shape)` (or call `model.build(input_shape)`) before `unit_scale`."
+            )
+    if not hasattr(graph, "_nodes_by_depth") or not getattr(graph, "inputs", None):
+        raise ValueError(
+            f"`model` must be a functional or Sequential model; {type(model).__name__} is "
+            "subclassed, and its `call` is Python that cannot be rewritten. Build it from "
+            "`keras_unitscale.layers` instead (docs/migrating.md)."
+        )
+    return graph
+
+
+def _ordered_nodes(graph):
+    order = []
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        for node in graph._nodes_by_depth[depth]:
+            if node.operation is not None and not node.is_input:
+                order.append(node)
+    return order
+
+
+def _ancestors(nodes):
+    """`{id(tensor): set of ids of the tensors it is computed from, itself included}`."""
+    ancestors = {}
+
+    def of(tensor):
+        return ancestors.get(id(tensor), {id(tensor)})
+
+    for node in nodes:
+        inherited = set()
+        for tensor in node.input_tensors:
+            inherited |= of(tensor)
+        for tensor in node.outputs:
+            ancestors[id(tensor)] = inherited | {id(tensor)}
+    return ancestors
+
+
+def _residuals(nodes, ancestors):
+    """`{id(add_node): (skip_tensor, branch_tensor)}` for each `Add` of `x` and `f(x)`."""
+    found = {}
+    for node in nodes:
+        if type(node.operation) is not keras.layers.Add or len(node.input_tensors) != 2:
+            continue
+        first, second = node.input_tensors
+        if id(first) in ancestors.get(id(second), ()):
+            found[id(node)] = (first, second)
+        elif id(second) in ancestors.get(id(first), ()):
+            found[id(node)] = (second, first)
+    return found
+
+
+def _readouts(graph, nodes):
+    """Ids of the Dense layers whose output reaches a model output through pass-through layers."""
+    producer = {id(t): node for node in nodes for t in node.outputs}
+    readouts = set()
+    for output in graph.outputs:
+        node = producer.get(id(output))
+        while node is not None and isinstance(node.operation, _PASS_THROUGH):
+            inputs = node.input_tensors
+            node = producer.get(id(inputs[0])) if len(inputs) == 1 else None
+        if node is not None and type(node.operation) is keras.layers.Dense:
+            readouts.add(id(node.operation))
+    return readouts
+
+
+def _construct(target, config):
+    """`target.from_config(config)`; arguments that Keras added with a neutral default
+    (`quantization_config=None`, `lora_rank=None`, `use_gate=False`, ...) and that `target`
+    does not take are dropped on a second try. Our layers raise a `ValueError` that says why
+    for any argument they cannot honour."""
+    try:
+        return target.from_config(config)
+    except (ValueError, TypeError) as error:
+        message = str(error)
+        if "Unrecognized keyword arguments" not in message:
+            raise error
+        accepted = inspect.signature(target.__init__).parameters
+        neutral = [k for k, v in config.items()
+                   if k not in accepted and v in (None, False) and repr(k) in message]
+        if not neutral:
+            raise error
+        return target.from_config({k: v for k, v in config.items() if k not in neutral})
+
+
+def _swap(layer, readout, report):
+    """Our namesake of `layer` with its arguments, or `None` (and a report line) if it cannot."""
+    target = _SWAPS[type(layer)]
+    config = layer.get_config()
+    dropped = [key for key in config if key.endswith("_initializer")]
+    config = {k: v for k, v in config.items() if k not in dropped}
+    if readout:
+        config["readout"] = True
+    try:
+        new = _construct(target, config)
+    except (ValueError, TypeError) as error:
+        reason = " ".join(str(error).split("Exception encountered:")[-1].split())
+        report.kept.append((layer.name, type(layer).__name__, reason))
+        return None
+    if dropped:
+        report.dropped_arguments[layer.name] = dropped
+    report.swapped.append((layer.name, type(layer).__name__,
+                           f"keras_unitscale.layers.{target.__name__}"))
+    if readout:
+        report.readouts.append(layer.name)
+    return new
+
+
+def _copy(layer, report, reason):
+    report.kept.append((layer.name, type(layer).__name__, reason))
+    return layer.__class__.from_config(layer.get_config())
+
+
+def unit_scale(model, residual_tau=None, return_report=False, verbose=False):
+    """The unit-scaled equivalent of a functional or Sequential Keras model.
+
+    Layers with a unit-scaled namesake are swapped (arguments kept, initializers dropped),
+    `x + f(x)` additions become unit-scaled residual connections, the last `Dense` before each
+    output becomes a readout, and every other layer is kept as it was; see the module
+    docstring. The original model is not changed.
+
+    Args:
+        model: a functional or Sequential `keras.Model` with known input shapes.
+        residual_tau: the branch weight of every residual connection (a non-negative number),
+            or `None` (default) for u-muP's equal shares: the `l`-th residual in graph order
+            gets `tau = sqrt(1 / l)`, so every branch makes up the same part of the output.
+        return_report: also return a `ConversionReport` of what was swapped and kept.
+        verbose: print the report.
+
+    Returns:
+        A `keras_unitscale.models.UnitScaledModel`, or `(model, report)`.
+
+    Example:
+    >>> import keras
+    >>> import keras_unitscale as ku
+    >>> inputs = keras.Input((8,), dtype="int32")
+    >>> x = keras.layers.Embedding(100, 32, mask_zero=True)(inputs)
+    >>> x = keras.layers.Add()([x, keras.layers.Dense(32, activation="relu")(x)])
+    >>> x = keras.layers.GlobalAveragePooling1D()(x)
+    >>> outputs = keras.layers.Dense(2, activation="softmax", name="classify")(x)
+    >>> converted, report = ku.unit_scale(keras.Model(inputs, outputs), return_report=True)
+    >>> [old for _, old, _ in report.swapped]
+    ['Embedding', 'Dense', 'Dense']
+    >>> report.readouts, [cls for _, cls, _ in report.kept]
+    (['classify'], ['GlobalAveragePooling1D'])
+    """
+    graph = _graph_of(model)
+    if residual_tau is not None and (
+        isinstance(residual_tau, bool) or not isinstance(residual_tau, (int, float))
+        or not residual_tau >= 0
+    ):
+        raise ValueError(
+            f"`residual_tau` must be None or a non-negative number; received {residual_tau!r}."
+        )
+    nodes = _ordered_nodes(graph)
+    ancestors = _ancestors(nodes)
+    residuals = _residuals(nodes, ancestors)
+    readouts = _readouts(graph, nodes)
+    taus = (
+        residual_taus([1.0] * len(residuals)) if residual_tau is None
+        else [float(residual_tau)] * len(residuals)
+    )
+    tau_of = dict(zip([id(n) for n in nodes if id(n) in residuals], taus))
+
+    # For each residual: the nodes of its branch that read the skip tensor directly.
+    branch_reads = {}
+    for add_id, (skip, branch) in residuals.items():
+        for node in nodes:
+            if id(node) == add_id:
+                continue
+            reads_skip = any(t is skip for t in node.input_tensors)
+            on_branch = any(id(t) in ancestors.get(id(branch), ()) for t in node.outputs)
+            if reads_skip and on_branch:
+                branch_reads.setdefault(id(node), {}).setdefault(id(skip), add_id)
+
+    report = ConversionReport()
+    new_layers = {}
+
+    def converted(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            return layer  # a `keras.ops` operation in the graph: stateless, reused
+        if id(layer) not in new_layers:
+            if type(layer) in _SWAPS:
+                new = _swap(layer, id(layer) in readouts, report)
+                new_layers[id(layer)] = (new, False) if new is not None else (
+                    layer.__class__.from_config(layer.get_config()), True)
+            elif type(layer) is keras.layers.Add:
+                new_layers[id(layer)] = (_copy(
+                    layer, report, "an addition of two separate paths, not a residual"), True)
+            else:
+                new_layers[id(layer)] = (_copy(layer, report, "no unit-scaled equivalent"), True)
+        return new_layers[id(layer)][0]
+
+    new_inputs = [
+        keras.Input(batch_shape=t.shape, dtype=t.dtype, sparse=t.sparse,
+                    name=t._keras_history.operation.name)
+        for t in graph.inputs
+    ]
+    values = {id(old): new for old, new in zip(graph.inputs, new_inputs)}
+    splits = {}  # id(add node) -> (residual, skip) outputs of its ResidualSplit
+
+    def split_of(add_id):
+        if add_id not in splits:
+            skip, _ = residuals[add_id]
+            layer = ulayers.ResidualSplit(tau_of[add_id])
+            splits[add_id] = layer(values[id(skip)])
+        return splits[add_id]
+
+    for node in nodes:
+        layer = node.operation
+        if id(node) in residuals:
+            skip, branch = residuals[id(node)]
+            tau = tau_of[id(node)]
+            _, skip_value = split_of(id(node))
+            values[id(node.outputs[0])] = ulayers.ResidualAdd(tau, name=layer.name)(
+                [values[id(branch)], skip_value])
+            report.residuals.append((layer.name, tau))
+            continue
+        overrides = dict(values)
+        for skip_id, add_id in branch_reads.get(id(node), {}).items():
+            overrides[skip_id] = split_of(add_id)[0]
+        args, kwargs = node.arguments.fill_in(overrides)
+        outputs = converted(layer)(*args, **kwargs)
+        for old, new in zip(node.outputs, keras.tree.flatten(outputs)):
+            values[id(old)] = new
+
+    # Layers kept as they were keep their weights.
+    for old_id, (new, kept) in new_layers.items():
+        old = next(n.operation for n in nodes if id(n.operation) == old_id)
+        if kept and old.weights:
+            new.set_weights(old.get_weights())
+
+    new_outputs = [values[id(t)] for t in graph.outputs]
+    outputs_struct = getattr(graph, "_outputs_struct", None)
+    if outputs_struct is not None:
+        new_outputs = keras.tree.pack_sequence_as(outputs_struct, new_outputs)
+    inputs_struct = getattr(graph, "_inputs_struct", None)
+    if inputs_struct is not None:
+        new_inputs = keras.tree.pack_sequence_as(inputs_struct, new_inputs)
+    result = UnitScaledModel(new_inputs, new_outputs, name=f"unit_scaled_{model.name}")
+    if verbose:
+        print(report)
+    return (result, report) if return_report else result
