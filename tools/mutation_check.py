@@ -254,8 +254,8 @@ MUTATIONS = [
     # --- model wiring -----------------------------------------------------------------------
     M("wiring/readout untied", "models/lm_head.py",
       [("if not self.tied:\n            self.kernel", "if True:\n            self.kernel"),
-       ("kernel = ops.transpose(self._table()) if self.tied else self.kernel",
-        "kernel = self.kernel")],
+       ("kernel = ops.transpose(self._table()) if self.tied else self.kernel_value(\"kernel\")",
+        "kernel = self.kernel_value(\"kernel\")")],
       ["tests/models/test_lm_head.py::test_tied_head_reads_the_embedding_table",
        "tests/models/test_causal_lm.py::test_tied_and_untied_readout"]),
 ]

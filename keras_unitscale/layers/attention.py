@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_unitscale import ops as uops
 from keras_unitscale.layers import _weights
+from keras_unitscale.layers._quantize import QuantizableKernels
 from keras_unitscale.layers._validation import positive_int, positive_number
 from keras_unitscale.ops.dropout import validate_rate
 
@@ -21,8 +22,12 @@ def _output_dim(output_shape):
     return positive_int(output_shape, "output_shape")
 
 
+# The attribute holding each projection's kernel, by weight-name prefix.
+_ATTRIBUTES = {"query": "query", "key": "key", "value": "value", "attention_output": "output"}
+
+
 @keras.saving.register_keras_serializable(package="keras_unitscale")
-class MultiHeadAttention(keras.layers.Layer):
+class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
     """Unit-scaled multi-head attention: drop-in for `keras.layers.MultiHeadAttention`.
 
     Queries, keys and values are projected by unit-scaled linear maps (weights N(0, 1)),
@@ -172,9 +177,11 @@ class MultiHeadAttention(keras.layers.Layer):
         )
 
     def _projection(self, name, fan_in, fan_out):
-        kernel = self.add_weight(
-            name=f"{name}_kernel",
-            shape=(int(fan_in), int(fan_out)),
+        kernel = self.add_kernel(
+            f"{name}_kernel",
+            (int(fan_in), int(fan_out)),
+            channel_axis=1,
+            attribute=f"{_ATTRIBUTES[name]}_kernel",
             # A new initializer per projection: one unseeded instance called four times
             # would draw four identical kernels.
             initializer=_clone(self.kernel_initializer),
@@ -182,7 +189,7 @@ class MultiHeadAttention(keras.layers.Layer):
             constraint=self.kernel_constraint,
         )
         _weights.declare(kernel, "weight", int(fan_in))
-        if self._user_initializer:
+        if self._user_initializer and self.quantization_mode is None:
             _weights.warn_if_not_unit(kernel, "kernel_initializer", self)
         bias = (
             _weights.declare(self.add_weight(
@@ -196,6 +203,7 @@ class MultiHeadAttention(keras.layers.Layer):
         return kernel, bias
 
     def _project(self, x, kernel, bias, head_dim):
+        kernel = self.kernel_value(kernel)
         y = uops.linear(x, kernel, bias, constraint=self.constraint, fp8=self.fp8)
         return ops.reshape(y, ops.shape(y)[:-1] + (self.num_heads, head_dim))
 
@@ -223,7 +231,7 @@ class MultiHeadAttention(keras.layers.Layer):
             key = value
             key_mask = None
         start = 0 if cache_update_index is None else cache_update_index
-        q = self._project(query, self.query_kernel, self.query_bias, self.key_dim)
+        q = self._project(query, "query_kernel", self.query_bias, self.key_dim)
         q = self._rotate(q, start)
 
         if cache is None:
@@ -232,16 +240,16 @@ class MultiHeadAttention(keras.layers.Layer):
                     "`cache_update_index` needs a `cache`; received cache=None and "
                     f"cache_update_index={cache_update_index!r}."
                 )
-            k = self._rotate(self._project(key, self.key_kernel, self.key_bias, self.key_dim), 0)
-            v = self._project(value, self.value_kernel, None, self.value_dim)
+            k = self._rotate(self._project(key, "key_kernel", self.key_bias, self.key_dim), 0)
+            v = self._project(value, "value_kernel", None, self.value_dim)
         else:
             self._check_cache(cache)
             value_mask = key_mask = None  # they describe the new entries, not the cache
             k, v = cache[:, 0, ...], cache[:, 1, ...]
             if cache_update_index is not None:
-                k_new = self._project(key, self.key_kernel, self.key_bias, self.key_dim)
+                k_new = self._project(key, "key_kernel", self.key_bias, self.key_dim)
                 k_new = self._rotate(k_new, start)
-                v_new = self._project(value, self.value_kernel, None, self.value_dim)
+                v_new = self._project(value, "value_kernel", None, self.value_dim)
                 index = [0, cache_update_index, 0, 0]
                 k = ops.slice_update(k, index, ops.cast(k_new, k.dtype))
                 v = ops.slice_update(v, index, ops.cast(v_new, v.dtype))
@@ -267,7 +275,8 @@ class MultiHeadAttention(keras.layers.Layer):
         out, scores = out if return_attention_scores else (out, None)
         out = ops.reshape(out, ops.shape(out)[:-2] + (self.num_heads * self.value_dim,))
         out = uops.linear(
-            out, self.output_kernel, self.output_bias, constraint=self.constraint, fp8=self.fp8
+            out, self.kernel_value("output_kernel"), self.output_bias,
+            constraint=self.constraint, fp8=self.fp8,
         )
         results = (out,) + ((scores,) if return_attention_scores else ()) + (
             (cache,) if cache is not None else ()

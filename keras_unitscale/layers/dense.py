@@ -4,6 +4,7 @@ import keras
 
 from keras_unitscale import ops as uops
 from keras_unitscale.layers import _weights
+from keras_unitscale.layers._quantize import QuantizableKernels
 from keras_unitscale.layers._validation import float_input, min_rank, positive_int
 from keras_unitscale.ops.activations import (
     PROBABILITY_ACTIVATIONS,
@@ -13,7 +14,7 @@ from keras_unitscale.ops.activations import (
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
-class Dense(keras.layers.Layer):
+class Dense(QuantizableKernels, keras.layers.Layer):
     """Densely connected layer with unit scaling: drop-in for `keras.layers.Dense`.
 
     Computes `activation(x @ kernel / sqrt(fan_in) + bias)`, with the kernel drawn from
@@ -97,12 +98,12 @@ class Dense(keras.layers.Layer):
             raise ValueError(
                 f"The last dimension of `inputs` must be known; received shape {input_shape}."
             )
-        self.kernel = self.add_weight(
-            name="kernel", shape=(fan_in, self.units), initializer=self.kernel_initializer,
+        self.kernel = self.add_kernel(
+            "kernel", (fan_in, self.units), channel_axis=1, initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer, constraint=self.kernel_constraint,
         )
         _weights.declare(self.kernel, "readout" if self.readout else "weight", int(fan_in))
-        if self._user_initializer:
+        if self._user_initializer and self.quantization_mode is None:
             _weights.warn_if_not_unit(self.kernel, "kernel_initializer", self)
         self.bias = None
         if self.use_bias:
@@ -114,9 +115,11 @@ class Dense(keras.layers.Layer):
     def call(self, inputs):
         float_input(inputs)
         if self.readout:
-            y = uops.readout(inputs, self.kernel, self.bias, fp8=self.fp8)
+            y = uops.readout(inputs, self.kernel_value("kernel"), self.bias, fp8=self.fp8)
         else:
-            y = uops.linear(inputs, self.kernel, self.bias, self.constraint, fp8=self.fp8)
+            y = uops.linear(
+                inputs, self.kernel_value("kernel"), self.bias, self.constraint, fp8=self.fp8
+            )
         return uops.activation(y, self.activation, self.constraint)
 
     def compute_output_shape(self, input_shape):

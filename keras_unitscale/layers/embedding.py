@@ -6,12 +6,13 @@ from keras import ops
 
 from keras_unitscale import ops as uops
 from keras_unitscale.layers import _weights
+from keras_unitscale.layers._quantize import QuantizableKernels
 from keras_unitscale.backend import concrete_value
 from keras_unitscale.layers._validation import positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
-class Embedding(keras.layers.Layer):
+class Embedding(QuantizableKernels, keras.layers.Layer):
     """Token embedding with unit scaling: drop-in for `keras.layers.Embedding`.
 
     The table is N(0, 1) so looked-up vectors are unit; its gradient is scaled by
@@ -67,15 +68,16 @@ class Embedding(keras.layers.Layer):
         self.fp8 = None  # a gather, not a matmul: kept for a uniform FP8 switch, unused
 
     def build(self, input_shape=None):
-        self.embeddings = self.add_weight(
-            name="embeddings",
-            shape=(self.input_dim, self.output_dim),
+        self.embeddings = self.add_kernel(
+            "embeddings",
+            (self.input_dim, self.output_dim),
+            channel_axis=0,
             initializer=self.embeddings_initializer,
             regularizer=self.embeddings_regularizer,
             constraint=self.embeddings_constraint,
         )
         _weights.declare(self.embeddings, "embedding", self.output_dim)
-        if self._user_initializer:
+        if self._user_initializer and self.quantization_mode is None:
             _weights.warn_if_not_unit(self.embeddings, "embeddings_initializer", self)
 
     def _check_ids(self, ids):
@@ -96,6 +98,8 @@ class Embedding(keras.layers.Layer):
     def call(self, inputs):
         inputs = ops.convert_to_tensor(inputs)
         self._check_ids(inputs)
+        if self.quantization_mode is not None:  # inference: dequantise the rows looked up
+            return self.kernel_rows("embeddings", inputs)
         return uops.embedding(inputs, self.embeddings)
 
     def compute_mask(self, inputs, mask=None):

@@ -83,6 +83,7 @@ class GRU(_UnitScaledRNN):
                 "unit-scaled GRU applies the reset gate after the recurrent matmul, whose "
                 "scale is derived for that form."
             )
+        cell_dtype = kwargs.pop("cell_dtype", None)  # a quantised cell's policy (LSTM's)
         options = keras_rnn_arguments(kwargs, "GRU")
         cell = _RecurrentWeights(
             units,
@@ -91,7 +92,7 @@ class GRU(_UnitScaledRNN):
             forget_bias=0.0,
             state_count=1,
             options=options,
-            dtype=kwargs.get("dtype"),
+            dtype=cell_dtype or kwargs.get("dtype"),
             trainable=kwargs.get("trainable", True),
             name="gru_cell",
         )
@@ -105,8 +106,8 @@ class GRU(_UnitScaledRNN):
         return gru(
             sequences,
             initial_state,
-            self.cell.kernel,
-            self.cell.recurrent_kernel,
+            self.cell.kernel_value("kernel"),
+            self.cell.kernel_value("recurrent_kernel"),
             self.cell.bias,
             **self._sequence_op_kwargs(sequences, initial_state, mask, training),
         )

@@ -5,12 +5,13 @@ from keras import ops
 
 from keras_unitscale import ops as uops
 from keras_unitscale.layers import _weights
+from keras_unitscale.layers._quantize import QuantizableKernels
 from keras_unitscale.layers._validation import float_input, positive_int
 from keras_unitscale.ops.dropout import validate_rate
 from keras_unitscale.ops.recurrent import fused_kernel_disables_jit, lstm
 
 
-class _RecurrentWeights(keras.layers.Layer):
+class _RecurrentWeights(QuantizableKernels, keras.layers.Layer):
     """The weights of an LSTM or GRU, laid out as in Keras' cells.
 
     Only a container: the layer runs the whole sequence itself (the scales are folded into
@@ -38,15 +39,19 @@ class _RecurrentWeights(keras.layers.Layer):
 
     def _weight(self, name, shape, initializer):
         user = self.options.get(f"{name}_initializer")
-        weight = self.add_weight(
-            name=name, shape=shape, initializer=user or initializer,
+        options = dict(
+            initializer=user or initializer,
             regularizer=self.options.get(f"{name}_regularizer"),
             constraint=self.options.get(f"{name}_constraint"),
         )
+        if name == "bias":
+            weight = self.add_weight(name=name, shape=shape, **options)
+        else:  # a kernel [fan_in, gates * units]: Keras' `quantize()` may quantise it
+            weight = self.add_kernel(name, shape, channel_axis=1, **options)
         # Kernels [fan_in, gates * units]; the bias is a bias, whatever its rows.
         _weights.declare(weight, "bias" if name == "bias" else "weight",
                          None if name == "bias" else int(shape[0]))
-        if user is not None and name != "bias":
+        if user is not None and name != "bias" and self.quantization_mode is None:
             _weights.warn_if_not_unit(weight, f"{name}_initializer", self)
         return weight
 
@@ -236,6 +241,9 @@ class _UnitScaledRNN(keras.layers.RNN):
             constraint=self.constraint,
             use_cudnn=self.use_cudnn,
         )
+        if self.cell.quantization_mode is not None:
+            # The cell is rebuilt by the constructor: its quantised policy travels here.
+            config["cell_dtype"] = keras.dtype_policies.serialize(self.cell.dtype_policy)
         return serialize_rnn_arguments(config, self.cell.options)
 
     @classmethod
@@ -321,6 +329,7 @@ class LSTM(_UnitScaledRNN):
         **kwargs,
     ):
         units = positive_int(units, "units")
+        cell_dtype = kwargs.pop("cell_dtype", None)
         options = keras_rnn_arguments(kwargs, "LSTM")
         cell = _RecurrentWeights(
             units,
@@ -329,7 +338,7 @@ class LSTM(_UnitScaledRNN):
             forget_bias=1.0 if unit_forget_bias else 0.0,
             state_count=2,
             options=options,
-            dtype=kwargs.get("dtype"),
+            dtype=cell_dtype or kwargs.get("dtype"),
             trainable=kwargs.get("trainable", True),
             name="lstm_cell",
         )
@@ -344,8 +353,8 @@ class LSTM(_UnitScaledRNN):
         return lstm(
             sequences,
             initial_state,
-            self.cell.kernel,
-            self.cell.recurrent_kernel,
+            self.cell.kernel_value("kernel"),
+            self.cell.kernel_value("recurrent_kernel"),
             self.cell.bias,
             forget_bias=self.cell.forget_bias,
             **self._sequence_op_kwargs(sequences, initial_state, mask, training),

@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_unitscale import ops as uops
 from keras_unitscale.layers import _weights
+from keras_unitscale.layers._quantize import QuantizableKernels
 from keras_unitscale.layers._validation import positive_int
 from keras_unitscale.layers.embedding import Embedding
 
@@ -25,7 +26,7 @@ def _check_inputs(shape, rank=3):
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
-class PositionEmbedding(keras.layers.Layer):
+class PositionEmbedding(QuantizableKernels, keras.layers.Layer):
     """Learned position embedding (N(0, 1) table, unit-scaled table gradient).
 
     Returns the embeddings of positions `start_index ... start_index + length - 1`,
@@ -59,14 +60,17 @@ class PositionEmbedding(keras.layers.Layer):
                 f"`inputs` length {inputs_shape[1]} exceeds `sequence_length` "
                 f"{self.sequence_length}."
             )
-        self.position_embeddings = _weights.declare(self.add_weight(
-            name="embeddings",
-            shape=(self.sequence_length, int(inputs_shape[-1])),
+        self.position_embeddings = _weights.declare(self.add_kernel(
+            "embeddings",
+            (self.sequence_length, int(inputs_shape[-1])),
+            channel_axis=0,
+            attribute="position_embeddings",
             initializer=self.initializer,
         ), "embedding", int(inputs_shape[-1]))
 
     def call(self, inputs, start_index=0):
-        return uops.position_embedding(self.position_embeddings, inputs, start_index)
+        table = self.kernel_value("position_embeddings")
+        return uops.position_embedding(table, inputs, start_index)
 
     def compute_output_shape(self, inputs_shape):
         return tuple(inputs_shape)

@@ -91,16 +91,28 @@ class Backbone(PresetMixin, UnitScaledModel):
         self._token_embedding = value
 
     def get_config(self):
-        # Not the functional model's nested graph: the constructor's own arguments.
-        return {
+        # Not the functional model's nested graph: the constructor's own arguments, and
+        # which layers `quantize()` turned to integers (rebuilt so by `from_config`).
+        from keras_unitscale.quantization import modes
+
+        config = {
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
+        record = modes.quantized_layers(self)
+        if record:
+            config[modes.RECORD_KEY] = record
+        return config
 
     @classmethod
     def from_config(cls, config):
+        from keras_unitscale.quantization import modes
+
         config = dict(config)
+        record = config.pop(modes.RECORD_KEY, None)
         if "dtype" in config:
             config["dtype"] = standardize_dtype(config["dtype"])
-        return cls(**config)
+        backbone = cls(**config)
+        modes.restore_quantization(backbone, record)
+        return backbone

@@ -5,11 +5,12 @@ from keras import ops
 
 from keras_unitscale import ops as uops
 from keras_unitscale.layers import _weights
+from keras_unitscale.layers._quantize import QuantizableKernels
 from keras_unitscale.layers._validation import positive_int, positive_number
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
-class LMHead(keras.layers.Layer):
+class LMHead(QuantizableKernels, keras.layers.Layer):
     """The last layer of a language model: `readout(x, W)` with `W [hidden, vocabulary]`.
 
     It is `keras_unitscale.ops.readout` (output scale `1 / hidden`, input gradient scaled to
@@ -50,7 +51,8 @@ class LMHead(keras.layers.Layer):
                 )
             # A function, not an attribute: Keras would track the embedding as our sublayer
             # and save its table twice.
-            self._table = lambda: embedding.embeddings
+            # The table's float value, dequantised if the embedding was quantised.
+            self._table = lambda: embedding.kernel_value("embeddings")
         else:
             self._table = None
         self.tied = embedding is not None
@@ -60,15 +62,16 @@ class LMHead(keras.layers.Layer):
         if inputs_shape[-1] is None:
             raise ValueError(f"The last dimension of `inputs` must be known; got {inputs_shape}.")
         if not self.tied:
-            self.kernel = self.add_weight(
-                name="kernel",
-                shape=(int(inputs_shape[-1]), self.vocabulary_size),
+            self.kernel = self.add_kernel(
+                "kernel",
+                (int(inputs_shape[-1]), self.vocabulary_size),
+                channel_axis=1,
                 initializer=keras.initializers.RandomNormal(stddev=1.0),
             )
             _weights.declare(self.kernel, "readout")
 
     def call(self, inputs):
-        kernel = ops.transpose(self._table()) if self.tied else self.kernel
+        kernel = ops.transpose(self._table()) if self.tied else self.kernel_value("kernel")
         return uops.readout(inputs, kernel, mult=self.output_mult)
 
     def compute_output_shape(self, inputs_shape):

@@ -265,20 +265,32 @@ class Task(PresetMixin, UnitScaledModel):
     # Config -----------------------------------------------------------------------------
     def get_config(self):
         # Not the functional graph: the constructor's arguments, as KerasHub's tasks.
-        return {
+        # The backbone's config records its own quantised layers; the head's are here.
+        from keras_unitscale.quantization import modes
+
+        config = {
             "backbone": keras.saving.serialize_keras_object(self.backbone),
             "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
             "name": self.name,
         }
+        record = modes.quantized_layers(self, skip=(self.backbone, self.preprocessor))
+        if record:
+            config[modes.RECORD_KEY] = record
+        return config
 
     @classmethod
     def from_config(cls, config):
+        from keras_unitscale.quantization import modes
+
         config = dict(config)
+        record = config.pop(modes.RECORD_KEY, None)
         for key in ("backbone", "preprocessor"):
             if isinstance(config.get(key), dict):
                 # A copy: KerasHub's `from_config`s replace nested configs by objects in place.
                 config[key] = keras.saving.deserialize_keras_object(copy.deepcopy(config[key]))
-        return cls(**config)
+        task = cls(**config)
+        modes.restore_quantization(task, record, skip=(task.backbone, task.preprocessor))
+        return task
 
     # Serving ----------------------------------------------------------------------------
     def export(self, path, version=1, overwrite=False, verbose=False):

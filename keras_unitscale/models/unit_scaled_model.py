@@ -117,3 +117,11 @@ class UnitScaledModel(keras.Model):
         from keras_unitscale.analysis import track_scales
 
         return track_scales(self, x, y, **kwargs)
+
+    def quantize(self, mode=None, config=None, filters=None, **kwargs):
+        """Keras' `quantize` (`"int8"`, `"int4"`): quantises the kernels of the layers that
+        have any (dense, embedding, attention, LSTM/GRU and readout kernels), leaving
+        preprocessors, norms and dropouts alone. See `docs/kbit.md`."""
+        from keras_unitscale.quantization.modes import quantize_model
+
+        quantize_model(self, mode, config=config, filters=filters, **kwargs)

@@ -1,0 +1,108 @@
+"""Keras' `model.quantize("int8" | "int4")` on keras_unitscale's models, and how a model
+built from its constructor arguments (a backbone, a task) remembers which layers were
+quantised.
+
+The layers carry the arithmetic (`keras_unitscale.layers._quantize`). Here: which layers
+`quantize` visits (those with kernels: the preprocessor's tokenizers, norms and dropouts are
+left alone, where plain Keras would stop at an unbuilt tokenizer), and a record
+`{layer path: dtype policy name}` that a backbone's or a task's config carries so that
+`from_config` (hence `.keras` files and presets) rebuilds the quantised weights before the
+saved values are loaded into them.
+"""
+
+from collections.abc import Callable
+
+import keras
+
+RECORD_KEY = "quantized_layers"
+
+
+def _has_quantize(layer):
+    if type(layer).quantize is keras.layers.Layer.quantize:
+        return False
+    # A keras_unitscale layer without kernels (a tied LM head) has nothing to quantise.
+    specs = getattr(layer, "_kernel_specs", None)
+    return specs is None or bool(specs)
+
+
+def _leaves(model, skip=()):
+    skipped = {id(layer) for other in skip if other is not None
+               for layer in other._flatten_layers()}
+    for layer in model._flatten_layers():
+        if id(layer) in skipped or len(list(layer._flatten_layers())) != 1:
+            continue
+        yield layer
+
+
+def quantize_model(model, mode=None, config=None, filters=None, **kwargs):
+    """`keras.Model.quantize` restricted to the layers that have a `quantize` of their own.
+
+    Example:
+    >>> import numpy as np
+    >>> import keras_unitscale as ku
+    >>> backbone = ku.models.LSTMBackbone(vocabulary_size=50, hidden_dim=8)
+    >>> quantize_model(backbone, "int8")
+    >>> sorted({layer.dtype_policy.name for layer in backbone._flatten_layers()
+    ...         if layer.quantization_mode})
+    ['int8_from_float32']
+    """
+    from keras.src.quantizers.utils import should_quantize_layer
+
+    if filters is not None and not isinstance(filters, (str, Callable, list, tuple)):
+        raise ValueError(
+            "`filters` must be a regex string, a list of regex strings or a callable; "
+            f"received {type(filters).__name__}."
+        )
+    ids = {id(layer) for layer in _leaves(model) if _has_quantize(layer)}
+
+    def wanted(layer):
+        return id(layer) in ids and should_quantize_layer(layer, filters)
+
+    keras.Model.quantize(model, mode, config=config, filters=wanted, **kwargs)
+    # Compiled decoding functions captured the float variables.
+    if getattr(model, "_generate_functions", None):
+        model._generate_functions = []
+
+
+def quantized_layers(model, skip=()):
+    """`{path: dtype policy name}` of `model`'s quantised layers (outside `skip`)."""
+    record = {}
+    for layer in _leaves(model, skip):
+        if layer.quantization_mode is None:
+            continue
+        if not layer.path or layer.path in record:
+            raise ValueError(
+                f"Cannot record the quantisation of layer {layer.name!r}: its path "
+                f"{layer.path!r} is not unique in {model.name!r}."
+            )
+        record[layer.path] = layer.dtype_policy.name
+    return record
+
+
+def restore_quantization(model, record, skip=()):
+    """Quantises the layers of `model` named in `record` (from `quantized_layers`) to their
+    recorded policies; the values are those the caller loads next."""
+    if not record:
+        return
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"`{RECORD_KEY}` must be a dict of layer path to dtype policy name; received "
+            f"{record!r:.80}."
+        )
+    layers = {layer.path: layer for layer in _leaves(model, skip)}
+    missing = sorted(set(record) - set(layers))
+    if missing:
+        raise ValueError(
+            f"`{RECORD_KEY}` names layers that {model.name!r} does not have: {missing[:5]}."
+        )
+    for path, name in record.items():
+        policy = keras.dtype_policies.get(name)
+        mode = policy.quantization_mode
+        config = None
+        if mode == "int4":
+            config = keras.quantizers.Int4QuantizationConfig(
+                block_size=getattr(policy, "block_size", None)
+            )
+        layers[path].quantize(mode, config=config)
+    if getattr(model, "_generate_functions", None):
+        model._generate_functions = []
