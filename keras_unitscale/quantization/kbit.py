@@ -62,9 +62,9 @@ def levels(bits, dtype):
     for "quantile", `2**bits - 1` for "int" (symmetric) and "float" (+0 and -0 coincide).
 
     Example:
-    >>> levels(3, "int").tolist()
-    [-1.0, -0.6666666666666666, -0.3333333333333333, 0.0, 0.3333333333333333, 0.6666666666666666, 1.0]
-    >>> (levels(4, "float") * 6).tolist()[8:]  # OCP FP4 E2M1: 0, 0.5, 1, 1.5, 2, 3, 4, 6
+    >>> (levels(3, "int") * 3).tolist()
+    [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
+    >>> (levels(4, "float") * 6).tolist()[7:]  # OCP FP4 E2M1: 0, 0.5, 1, 1.5, 2, 3, 4, 6
     [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
     """
     _check(bits, dtype, None, 16)
