@@ -43,6 +43,7 @@ ARCHITECTURES = {
         intermediate_dim=3072, max_sequence_length=512, dropout=0.1)),
     "lstm_small": ("LSTMBackbone", dict(
         vocabulary_size=20_000, hidden_dim=256, num_layers=2, bidirectional=True, dropout=0.1)),
+    "mlp_small": ("MLPBackbone", dict(vocabulary_size=20_000, hidden_dim=256, window=8)),
 }
 TRANSFORMER_TASKS = ["TextClassifier", "CausalLM", "Seq2SeqLM"]
 
@@ -248,6 +249,7 @@ def write_architectures(output_dir):
         backbone = registered_backbone(class_name)(**arguments)
         tasks = TRANSFORMER_TASKS if class_name.startswith("Transformer") else [
             "TextClassifier", "CausalLM"]
+        tasks = ["CausalLM"] if class_name == "MLPBackbone" else tasks
         save_preset(backbone, os.path.join(output_dir, name), overwrite=True,
                     include_weights=False,
                     metadata={"description": _description(name), "trained": False,

@@ -12,4 +12,5 @@ from keras_unitscale.models.backbones import (
     TransformerDecoderBackbone,
     TransformerEncoderBackbone,
 )
+from keras_unitscale.models.mlp_backbone import MLPBackbone
 from keras_unitscale.models.text_classifier import SequencePooling, TextClassifier

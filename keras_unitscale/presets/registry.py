@@ -1,7 +1,7 @@
 """The built-in presets: their names, descriptions and tasks, and where their files live.
 
 Built-in presets are directories under `keras_unitscale/presets/builtin/<name>/`, shipped as
-package data. Architecture presets (`transformer_*`, `lstm_small`) hold a backbone's config
+package data. Architecture presets (`transformer_*`, `lstm_small`, `mlp_small`) hold a backbone's config
 and metadata only: loading one initialises the weights (they are untrained). The trained
 presets are written by `tools/train_presets.py`; until it has been run, they are registered
 but not available, and loading one says so.
@@ -31,6 +31,10 @@ BUILTIN_PRESETS = {
     "lstm_small": (
         "untrained LSTM, 2 bidirectional layers, width 256 (about 5.9M parameters)",
         ("TextClassifier", "CausalLM"), False,
+    ),
+    "mlp_small": (
+        "untrained MLP language model, window 8, width 256 (about 5.6M parameters)",
+        ("CausalLM",), False,
     ),
     "zh_sentiment_lstm": (
         "Chinese review sentiment (negative/positive), bidirectional LSTM, jieba words",

@@ -6,7 +6,8 @@ import keras_unitscale as ku
 from keras_unitscale.presets import BUILTIN_PRESETS, list_presets, read_metadata
 from keras_unitscale.presets.registry import is_available
 
-ARCHITECTURES = ["transformer_tiny", "transformer_small", "transformer_base", "lstm_small"]
+ARCHITECTURES = ["transformer_tiny", "transformer_small", "transformer_base", "lstm_small",
+                 "mlp_small"]
 TRAINED = ["zh_sentiment_lstm", "zh_sentiment_transformer", "zh_en_translator", "zh_reviews_gpt"]
 
 
