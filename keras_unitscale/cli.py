@@ -256,6 +256,12 @@ def _demo(args):
     demo.main(epochs=args.epochs, train_size=args.train_size, export_dir=args.export_dir)
 
 
+def _scaling_law(args):
+    from keras_unitscale.scaling.report import run
+
+    run(args)
+
+
 # Parser -----------------------------------------------------------------------------------
 def _add_data_columns(parser):
     parser.add_argument("--text-column", default="text",
@@ -373,6 +379,16 @@ def build_parser():
     p.add_argument("--export-dir", default=None,
                    help="where to export (default: a new temporary directory)")
     p.set_defaults(run=_demo)
+
+    p = commands.add_parser(
+        "scaling-law", help="sweep model sizes x training tokens, fit scaling laws and plot",
+        description="Train character language models (transformer and MLP) of several sizes "
+                    "on several token counts, one CSV row per run (rerun to resume), then fit "
+                    "L(N) and L(N, D) with bootstrap intervals (see docs/scaling_laws.md).")
+    from keras_unitscale.scaling.report import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(run=_scaling_law)
     return parser
 
 
