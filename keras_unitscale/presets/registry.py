@@ -1,10 +1,10 @@
 """The built-in presets: their names, descriptions and tasks, and where their files live.
 
 Built-in presets are directories under `keras_unitscale/presets/builtin/<name>/`, shipped as
-package data. Architecture presets (`transformer_*`, `lstm_small`, `mlp_small`) hold a backbone's config
-and metadata only: loading one initialises the weights (they are untrained). The trained
-presets are written by `tools/train_presets.py`; until it has been run, they are registered
-but not available, and loading one says so.
+package data. Architecture presets (`transformer_*`, `lstm_small`, `mlp_small`) hold a
+backbone's config and metadata only: loading one initialises the weights (they are
+untrained). The trained presets are written by `tools/train_presets.py`; until it has been
+run, they are registered but not available, and loading one says so.
 """
 
 import difflib

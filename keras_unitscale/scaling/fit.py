@@ -388,7 +388,8 @@ def fit_chinchilla(n, d, loss, resamples=1000, level=0.9, seed=0, delta=1e-3, gr
     >>> import numpy as np
     >>> from keras_unitscale.scaling import compute_optimal, fit_chinchilla
     >>> n, d = (a.ravel() for a in np.meshgrid(np.logspace(6, 9, 4), np.logspace(8, 11, 4)))
-    >>> fit = fit_chinchilla(n, d, 1.7 + 400 / n ** 0.34 + 410 / d ** 0.28, resamples=0)
+    >>> fit = fit_chinchilla(n, d, 1.7 + 400 / n ** 0.34 + 410 / d ** 0.28, resamples=0,
+    ...                      starts=16)
     >>> round(fit.alpha, 3), round(fit.beta, 3)
     (0.34, 0.28)
     >>> best = compute_optimal(1e21, fit)
