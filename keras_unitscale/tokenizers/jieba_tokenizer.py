@@ -30,10 +30,12 @@ class JiebaTokenizer(VocabularyTokenizer):
     never jieba's global dictionary nor another tokenizer. Tokenizers with equal user
     dictionaries share one read-only `jieba.Tokenizer` per process.
 
-    Inside `tf.data`, segmentation runs jieba through `tf.numpy_function`. With
-    `presegmented=True` the tokenizer instead splits its input on ASCII whitespace and runs
-    entirely in TensorFlow ops (a `tf.lookup.StaticHashTable`), which is what an exported
-    SavedModel needs; produce such input with `" ".join(tokenizer.segment(text))`.
+    Inside `tf.data` or a `tf.function` (and so in an exported SavedModel), segmentation runs
+    in core TensorFlow ops (`keras_unitscale.tokenizers.jieba_graph`): jieba's dictionary
+    DAG, maximum-probability route and HMM rebuilt as lookup tables and loops, giving the
+    same words as the Python path, batched and with no Python at run time. With
+    `presegmented=True` the tokenizer instead splits its input on ASCII whitespace (produce
+    such input with `" ".join(tokenizer.segment(text))`).
 
     Args:
         vocabulary: list of strings or path to a one-token-a-line file; must hold `[PAD]`,
@@ -72,6 +74,7 @@ class JiebaTokenizer(VocabularyTokenizer):
         """Sets the user words (see `user_dictionary` in the class docstring)."""
         self._user_entries = jieba_segmenter.parse_user_dictionary(user_dictionary)
         self._segmenter = None  # Built on first use; pre-segmented input never needs jieba.
+        self._graph_segmenter = None
 
     @property
     def user_words(self):
@@ -82,6 +85,16 @@ class JiebaTokenizer(VocabularyTokenizer):
         if self._segmenter is None:
             self._segmenter = jieba_segmenter.get_segmenter(self._user_entries)
         return self._segmenter
+
+    def graph_segmenter(self):
+        """The in-graph segmenter of this tokenizer's dictionary (built on first use, shared
+        by tokenizers with equal user words): a `JiebaGraphSegmenter` whose lookup tables an
+        export saves with the graph."""
+        if self._graph_segmenter is None:
+            from keras_unitscale.tokenizers import jieba_graph
+
+            self._graph_segmenter = jieba_graph.get_graph_segmenter(self._user_entries)
+        return self._graph_segmenter
 
     # Splitting and joining ------------------------------------------------------------------
     def _split_python(self, text):
@@ -96,24 +109,7 @@ class JiebaTokenizer(VocabularyTokenizer):
             normalized = tf.strings.regex_replace(texts, _SEPARATORS, " ")
             words = tf.strings.split(normalized, sep=" ")
             return tf.ragged.boolean_mask(words, tf.not_equal(words, ""))
-        words, lengths = tf.numpy_function(
-            self._segment_numpy, [texts], [tf.string, tf.int64], stateful=False
-        )
-        words.set_shape([None])
-        lengths.set_shape([None])
-        return tf.RaggedTensor.from_row_lengths(words, lengths)
-
-    def _segment_numpy(self, texts):
-        words, lengths = [], []
-        for raw in texts:
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"`inputs` must be UTF-8 text: {e}") from None
-            pieces = self._split_python(text)
-            words.extend(p.encode("utf-8") for p in pieces)
-            lengths.append(len(pieces))
-        return np.array(words, dtype=object), np.array(lengths, dtype=np.int64)
+        return self.graph_segmenter()(texts, hmm=self.hmm)
 
     # Assets and config ----------------------------------------------------------------------
     def save_assets(self, dir_path):
