@@ -122,7 +122,7 @@ def export_and_reload(classifier, texts, directory):
     version = classifier.export(directory, version=1, overwrite=True)
     loaded = tf.saved_model.load(version)
     signature = loaded.signatures["serving_default"]
-    # jieba runs here, on the client side; the export looks the words up in its graph.
+    # Raw text: the export segments it (jieba in TensorFlow ops) and looks the words up.
     inputs = serving.prepare_inputs(classifier, texts)
     outputs = signature(**{name: tf.constant(value) for name, value in inputs.items()})
     served = outputs["probabilities"].numpy()

@@ -5,8 +5,10 @@ from the task itself or from an export (`assets.extra/keras_unitscale.json` in a
 directory; a base path means its latest version). Each helper takes the model, the inputs of
 one signature and its name, and:
 
-- segments text with jieba where the export takes pre-segmented text (the same dictionary,
-  user words and HMM setting as the model's tokenizer), joining the words with spaces;
+- sends text as it is: every export segments and tokenizes raw text in its graph (jieba
+  included). Only an export written before jieba ran in the graph (spec format 1, with
+  `spec["jieba"]`) took pre-segmented text; for those the text is segmented here with the
+  recorded dictionary, user words and HMM setting, the words joined with spaces;
 - checks the inputs against the signature, naming what is wrong;
 - builds TF Serving's REST body (`rest_payload`: the row format, `"instances"`, or the
   columnar `"inputs"` for `generate`, whose scalar `max_length` has no batch axis) or a gRPC
@@ -74,9 +76,11 @@ def _segmenter(hmm, user_dictionary):
 
 
 def segment(texts, hmm=True, user_dictionary=()):
-    """Segments each text with jieba and joins the words with spaces, as exports take them.
+    """Segments each text with jieba and joins the words with spaces.
 
-    Whitespace in the text becomes the token `▁`, as `JiebaTokenizer` writes it.
+    What a format-1 export took (see the module), and what a `JiebaTokenizer(
+    presegmented=True)` takes. Whitespace in the text becomes the token `▁`, as
+    `JiebaTokenizer` writes it.
 
     Example:
     >>> segment(["这本书很好", "Keras 3"])
@@ -114,7 +118,10 @@ def _ids(value, name):
 
 
 def prepare_inputs(model, inputs, signature_name="serving_default", max_length=None):
-    """The named inputs of one signature as JSON-ready lists, text segmented where needed.
+    """The named inputs of one signature as JSON-ready lists.
+
+    Text goes as it is (raw: the export segments it), except for a format-1 export's jieba
+    inputs, which are segmented here (see the module).
 
     Args:
         model: a task, an export directory or a loaded spec (see `load_spec`).
@@ -131,7 +138,7 @@ def prepare_inputs(model, inputs, signature_name="serving_default", max_length=N
     >>> backbone = ku.models.LSTMBackbone(preprocessor.tokenizer.vocabulary_size(), 4)
     >>> task = ku.models.TextClassifier(backbone, 2, preprocessor=preprocessor)
     >>> prepare_inputs(task, ["这本书很好"])
-    {'text': ['这 本书 很 好']}
+    {'text': ['这本书很好']}
     """
     spec = load_spec(model)
     signatures = spec["signatures"]

@@ -1,4 +1,4 @@
-"""`keras_unitscale.serving`: TF Serving requests for a task or its export, jieba on the client."""
+"""`keras_unitscale.serving`: TF Serving requests for a task or its export; raw text in."""
 
 import json
 import os
@@ -34,15 +34,28 @@ def test_specs_load_from_a_task_a_version_or_the_latest_version(exported):
     assert serving.load_spec(base / "1") == {"signatures": {}}
 
 
-def test_text_is_segmented_as_the_tokenizer_does(exported):
+def test_raw_text_goes_as_it_is_and_the_export_segments_it(exported):
     task, base = exported
-    tokenizer = task.preprocessor.tokenizer
-    texts = ["这本书很喜欢", "质量 太差了"]
-    expected = [" ".join(tokenizer.segment(text)) for text in texts]
-    assert "很喜欢" in expected[0].split() and "▁" in expected[1].split()
+    texts = ["这本书很喜欢", "质量 太差了", "我很喜欢Keras 3.0！"]
     for model in (task, base):
-        assert serving.prepare_inputs(model, texts) == {"text": expected}
-        assert serving.prepare_inputs(model, texts[0]) == {"text": expected[:1]}
+        assert serving.prepare_inputs(model, texts) == {"text": texts}
+        assert serving.prepare_inputs(model, texts[0]) == {"text": texts[:1]}
+    # The export segments with the tokenizer's user word, as `predict` does.
+    assert "很喜欢" in task.preprocessor.tokenizer.segment(texts[0])
+    served = tf.saved_model.load(str(base / "2")).signatures["serving_default"](
+        text=tf.constant(texts))
+    np.testing.assert_allclose(served["logits"].numpy(), task.predict(texts, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_format_1_exports_still_get_segmented_text(exported):
+    task, _ = exported
+    spec = dict(serving.load_spec(task), format=1,
+                jieba={"text": {"hmm": True, "user_dictionary": ["很喜欢 20 v"]}})
+    texts = ["这本书很喜欢", "质量 太差了"]
+    expected = [" ".join(task.preprocessor.tokenizer.segment(text)) for text in texts]
+    assert "很喜欢" in expected[0].split() and "▁" in expected[1].split()
+    assert serving.prepare_inputs(spec, texts) == {"text": expected}
 
 
 def test_rest_payloads_row_and_columnar():
@@ -57,7 +70,7 @@ def test_rest_payloads_row_and_columnar():
         serving.rest_payload(causal, "我", "generate", max_length=6))
     seq2seq = tiny_seq2seq_lm()
     payload = serving.rest_payload(seq2seq, {"encoder_text": [ZH[0]], "decoder_text": ["go"]})
-    assert payload["instances"] == [{"decoder_text": "go", "encoder_text": "这 本书 很 好"}]
+    assert payload["instances"] == [{"decoder_text": "go", "encoder_text": ZH[0]}]
     ids = serving.rest_payload(
         seq2seq, {name: np.ones((1, 3), "int64") for name in (
             "encoder_token_ids", "encoder_padding_mask", "decoder_token_ids",
@@ -105,8 +118,7 @@ def test_grpc_request_carries_typed_tensors(exported):
     assert request.model_spec.name == "reviews" and request.model_spec.version.value == 2
     assert request.model_spec.signature_name == "serving_default"
     text = tf.make_ndarray(request.inputs["text"])
-    words = task.preprocessor.tokenizer.segment("这本书很好")
-    assert text.tolist() == [" ".join(words).encode()]
+    assert text.tolist() == ["这本书很好".encode()]
     generate = serving.grpc_request(tiny_causal_lm(), ["我"], "lm", "generate", max_length=6)
     assert tf.make_ndarray(generate.inputs["max_length"]).shape == ()
     assert generate.inputs["max_length"].dtype == tf.int32.as_datatype_enum

@@ -231,9 +231,8 @@ def export_task(task, path, version=1, overwrite=False, verbose=False):
     spec = spec_lib.serving_spec(task)
     spec_text = json.dumps(spec, ensure_ascii=False, indent=1)  # before anything is written
     with atomic.staged_directory(target) as staging:  # replaces `target` only when complete
-        # Saving traces the functions again: jieba stays on its in-graph path throughout.
-        with graph.presegmented(set(spec_lib.jieba_inputs(task).values())):
-            _archive(task, kind, spec["signatures"]).write_out(staging, verbose=verbose)
+        graph.build_resources(spec_lib.text_tokenizers(task).values())
+        _archive(task, kind, spec["signatures"]).write_out(staging, verbose=verbose)
         graph.check_no_python(graph.saved_op_types(staging), "saved")
         os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
         _write_spec(os.path.join(staging, spec_lib.METADATA_FILE), spec_text)

@@ -1,13 +1,11 @@
-"""Preprocessing inside the exported graph: jieba's in-graph path, lookup tables, no Python.
+"""Preprocessing inside the exported graph: lookup tables and TensorFlow ops, no Python.
 
 TF Serving runs a graph with TensorFlow's own kernels (and TF Text's, where they are linked
 in); a `tf.numpy_function` (a `PyFunc` op) cannot run there. Every tokenizer here has an
-all-TensorFlow path except jieba, whose segmentation is Python: an export traces jieba
-tokenizers on their pre-segmented path (split on spaces, then the same vocabulary lookup),
-and the client segments (`keras_unitscale.serving`).
+all-TensorFlow path: jieba's segmentation runs in core TensorFlow ops
+(`keras_unitscale.tokenizers.jieba_graph`), so an export takes raw text.
 """
 
-import contextlib
 import os
 
 import keras
@@ -16,29 +14,20 @@ import tensorflow as tf
 PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 
 
-@contextlib.contextmanager
-def presegmented(tokenizers):
-    """Within the block, the jieba `tokenizers` take space-separated words in the graph.
-
-    Only tracing reads the flag, so a function traced inside keeps the pre-segmented path;
-    the tokenizers are restored on exit.
+def build_resources(tokenizers):
+    """Makes the lookup tables that the `tokenizers` build on first use in a graph (jieba's
+    in-graph segmenter), so that `tf_trackables` finds them and an export saves them.
 
     Example:
     >>> from keras_unitscale.tokenizers import JiebaTokenizer
     >>> tokenizer = JiebaTokenizer.from_corpus(["我喜欢猫"])
-    >>> with presegmented([tokenizer]):
-    ...     inside = tokenizer.presegmented
-    >>> inside, tokenizer.presegmented
-    (True, False)
+    >>> build_resources([tokenizer])
+    >>> sorted(type(t).__name__ for t in tf_trackables(tokenizer))
+    ['JiebaGraphSegmenter', 'StaticHashTable']
     """
-    saved = [(tokenizer, tokenizer.presegmented) for tokenizer in tokenizers]
-    try:
-        for tokenizer, _ in saved:
-            tokenizer.presegmented = True
-        yield
-    finally:
-        for tokenizer, value in saved:
-            tokenizer.presegmented = value
+    for tokenizer in tokenizers:
+        if hasattr(tokenizer, "graph_segmenter") and not tokenizer.presegmented:
+            tokenizer.graph_segmenter()
 
 
 def tf_trackables(layer):

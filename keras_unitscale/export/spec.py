@@ -1,4 +1,4 @@
-"""What an export serves: its signatures, their inputs and outputs, and which text needs jieba.
+"""What an export serves: its signatures, their inputs and outputs.
 
 `serving_spec(task)` describes the SavedModel that `export_task` writes for `task`, as plain
 JSON data. The exporter builds its `tf.TensorSpec`s from it, writes it beside the model
@@ -8,20 +8,22 @@ requests for a task or for an export without rebuilding the model.
 Signatures (a `-1` in a shape is any size; the first axis is always the batch):
 
 - `serving_default`: raw text in (`text`, or `encoder_text` and `decoder_text` for a
-  `Seq2SeqLM`), preprocessing in the graph. Inputs named in `spec["jieba"]` take
-  pre-segmented text, words separated by spaces (see `keras_unitscale.serving`). Without a
-  preprocessor it is the `token_ids` signature.
+  `Seq2SeqLM`), preprocessing in the graph, jieba's segmentation included. Inputs named in
+  `spec["presegmented"]` belong to a `JiebaTokenizer(presegmented=True)` and take words
+  separated by spaces, as that tokenizer does in Keras. Without a preprocessor it is the
+  `token_ids` signature.
 - `token_ids`: the model's own inputs (int32), for clients that tokenize themselves.
 - `generate` (language models with a preprocessor): greedy decoding of `prompt` (or
   `encoder_text`) to a scalar `max_length`; `generate_token_ids`: the same from packed ids.
 
 Outputs: `logits`, `probabilities` and `label` for a `TextClassifier`; `logits` for the
 language models; `token_ids`, `padding_mask` and `text` for `generate`.
+
+Format 1 (exports written before jieba ran in the graph) had `spec["jieba"]`: the inputs
+whose text the client segmented; `keras_unitscale.serving` still does that for them.
 """
 
 import os
-
-from keras_unitscale.tokenizers.jieba_segmenter import format_user_dictionary
 
 # Where an export keeps its spec: TF Serving ignores `assets.extra/`, made for such files.
 METADATA_FILE = os.path.join("assets.extra", "keras_unitscale.json")
@@ -64,8 +66,14 @@ def task_kind(task):
     )
 
 
-def _text_tokenizers(task):
-    """`{text input name: tokenizer}` of the string signatures (empty without a preprocessor)."""
+def text_tokenizers(task):
+    """`{text input name: tokenizer}` of the string signatures (empty without a preprocessor).
+
+    Example:
+    >>> import keras_unitscale as ku
+    >>> text_tokenizers(ku.models.TextClassifier(ku.models.LSTMBackbone(20, 4), 2))
+    {}
+    """
     preprocessor = task.preprocessor
     if preprocessor is None:
         return {}
@@ -78,25 +86,22 @@ def _text_tokenizers(task):
     return {"text": preprocessor.tokenizer}
 
 
-def jieba_inputs(task):
-    """`{text input name: jieba tokenizer}` for inputs whose text jieba must segment first.
+def presegmented_inputs(task):
+    """The text inputs whose tokenizer takes words separated by spaces (a
+    `JiebaTokenizer(presegmented=True)`), sorted; every other text input takes raw text.
 
     Example:
     >>> import keras_unitscale as ku
     >>> from keras_unitscale.preprocessors import TextClassifierPreprocessor
     >>> from keras_unitscale.tokenizers import JiebaTokenizer
-    >>> preprocessor = TextClassifierPreprocessor(JiebaTokenizer.from_corpus(["很好"]), 8)
+    >>> tokenizer = JiebaTokenizer.from_corpus(["很 好"], presegmented=True)
+    >>> preprocessor = TextClassifierPreprocessor(tokenizer, 8)
     >>> backbone = ku.models.LSTMBackbone(preprocessor.tokenizer.vocabulary_size(), 4)
-    >>> list(jieba_inputs(ku.models.TextClassifier(backbone, 2, preprocessor=preprocessor)))
+    >>> presegmented_inputs(ku.models.TextClassifier(backbone, 2, preprocessor=preprocessor))
     ['text']
     """
-    from keras_unitscale.tokenizers import JiebaTokenizer
-
-    return {
-        name: tokenizer
-        for name, tokenizer in _text_tokenizers(task).items()
-        if isinstance(tokenizer, JiebaTokenizer) and not tokenizer.presegmented
-    }
+    return sorted(name for name, tokenizer in text_tokenizers(task).items()
+                  if getattr(tokenizer, "presegmented", False))
 
 
 def sequence_limit(task):
@@ -144,15 +149,10 @@ def serving_spec(task):
             signatures["generate"] = {
                 "inputs": inputs, "outputs": ["token_ids", "padding_mask", "text"],
             }
-    jieba = {
-        name: {"hmm": tokenizer.hmm,
-               "user_dictionary": format_user_dictionary(tokenizer._user_entries).splitlines()}
-        for name, tokenizer in jieba_inputs(task).items()
-    }
     return {
-        "format": 1,
+        "format": 2,
         "task": type(task).__name__,
         "signatures": signatures,
-        "jieba": jieba,
+        "presegmented": presegmented_inputs(task),
         "max_sequence_length": sequence_limit(task),
     }

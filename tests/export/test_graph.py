@@ -1,11 +1,10 @@
-"""In-graph preprocessing for exports: jieba's pre-segmented path, resources, no Python ops."""
+"""In-graph preprocessing for exports: jieba's segmenter, resources, no Python ops."""
 
 import keras
 import pytest
 import tensorflow as tf
 
 from keras_unitscale.export import graph
-from keras_unitscale.export import spec as spec_lib
 from keras_unitscale.tokenizers import JiebaTokenizer, train_word_piece
 from presets.tiny_models import ZH, tiny_classifier
 
@@ -15,23 +14,11 @@ def _traced(tokenizer):
     return function.get_concrete_function()
 
 
-def test_jieba_runs_in_the_graph_only_when_presegmented():
+def test_jieba_segments_raw_text_in_the_graph():
     tokenizer = JiebaTokenizer.from_corpus(ZH)
-    assert "PyFuncStateless" in graph.op_types(_traced(tokenizer))
-    with graph.presegmented([tokenizer]):
-        traced = _traced(tokenizer)
-    assert not tokenizer.presegmented
+    traced = _traced(tokenizer)
     assert not graph.op_types(traced) & graph.PYTHON_OPS
-    ids = traced(tf.constant([" ".join(tokenizer.segment(ZH[0]))]))  # still in-graph
-    assert ids.to_list() == [list(tokenizer(ZH[0]))]
-
-
-def test_presegmented_restores_the_tokenizers_on_errors():
-    tokenizer = JiebaTokenizer.from_corpus(ZH)
-    with pytest.raises(RuntimeError):
-        with graph.presegmented([tokenizer]):
-            raise RuntimeError
-    assert not tokenizer.presegmented
+    assert traced(tf.constant(ZH)).to_list() == tokenizer(ZH)  # raw text, as in Python
 
 
 def test_check_no_python_names_the_graph():
@@ -41,14 +28,24 @@ def test_check_no_python_names_the_graph():
 
 
 def test_tf_trackables_finds_the_tokenizers_resources():
-    found = graph.tf_trackables(tiny_classifier().preprocessor)
-    assert [type(t).__name__ for t in found] == ["StaticHashTable"]
+    preprocessor = tiny_classifier().preprocessor
+    found = graph.tf_trackables(preprocessor)
+    assert [type(t).__name__ for t in found] == ["StaticHashTable"]  # the vocabulary
+    graph.build_resources([preprocessor.tokenizer])  # jieba's tables, made on first use
+    found = graph.tf_trackables(preprocessor)
+    assert sorted(type(t).__name__ for t in found) == ["JiebaGraphSegmenter", "StaticHashTable"]
     word_piece = graph.tf_trackables(train_word_piece(["a b c"] * 3, 20))
     assert word_piece and all(not isinstance(t, keras.layers.Layer) for t in word_piece)
 
 
+def _split_in_python(self, texts):
+    words = tf.numpy_function(lambda t: t, [texts], tf.string, stateful=False)
+    words.set_shape([None])
+    return tf.RaggedTensor.from_row_lengths(words, tf.ones(tf.shape(texts), tf.int64))
+
+
 def test_a_preprocessor_that_calls_python_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(spec_lib, "jieba_inputs", lambda task: {})  # jieba left on Python
+    monkeypatch.setattr(JiebaTokenizer, "_split_tf", _split_in_python)
     with pytest.raises(ValueError, match="serving_default graph calls Python"):
         tiny_classifier().export(tmp_path)
     assert [p for p in tmp_path.iterdir() if not p.name.startswith(".")] == []

@@ -18,12 +18,13 @@ def test_classifier_spec():
     assert signatures["token_ids"]["inputs"]["padding_mask"] == {"dtype": "int32",
                                                                  "shape": [-1, -1]}
     assert signatures["serving_default"]["outputs"] == ["logits", "probabilities", "label"]
-    assert spec["jieba"] == {"text": {"hmm": True, "user_dictionary": []}}
+    assert spec["format"] == 2 and spec["presegmented"] == []  # jieba: raw text in
+    assert "jieba" not in spec
 
 
 def test_language_model_specs():
     causal = serving_spec(tiny_causal_lm())
-    assert causal["jieba"] == {} and causal["max_sequence_length"] == 8
+    assert causal["presegmented"] == [] and causal["max_sequence_length"] == 8
     assert list(causal["signatures"]["generate"]["inputs"]) == ["prompt", "max_length"]
     assert causal["signatures"]["generate"]["inputs"]["max_length"]["shape"] == []
     seq2seq = serving_spec(tiny_seq2seq_lm())
@@ -32,7 +33,7 @@ def test_language_model_specs():
     assert list(signatures["generate"]["inputs"]) == ["encoder_text", "max_length"]
     assert signatures["generate_token_ids"]["outputs"] == [
         "decoder_token_ids", "decoder_padding_mask"]
-    assert list(seq2seq["jieba"]) == ["encoder_text"]  # the decoder's tokenizer is characters
+    assert seq2seq["presegmented"] == []
 
 
 def test_without_a_preprocessor_every_signature_takes_ids():
@@ -43,13 +44,11 @@ def test_without_a_preprocessor_every_signature_takes_ids():
     assert signatures["serving_default"] == signatures["token_ids"]
 
 
-def test_user_words_and_presegmented_tokenizers():
+def test_presegmented_tokenizers_are_named():
     task = tiny_classifier()
-    task.preprocessor.tokenizer.set_user_dictionary(["很喜欢 20 v"])
-    assert serving_spec(task)["jieba"]["text"]["user_dictionary"] == ["很喜欢 20 v"]
     vocabulary = task.preprocessor.tokenizer.get_vocabulary()
     task.preprocessor.tokenizer = JiebaTokenizer(vocabulary, presegmented=True)
-    assert serving_spec(task)["jieba"] == {}  # the client sends words already
+    assert serving_spec(task)["presegmented"] == ["text"]  # words separated by spaces
 
 
 def test_other_models_are_refused():
