@@ -27,8 +27,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "kbit_scaling.json")
-# (layers, hidden): with a ~1,000-character vocabulary, 27k to 1.0M parameters.
-SIZES = ((1, 16), (1, 32), (2, 64), (3, 96), (4, 128))
+# (layers, hidden): with the ~2,400-character vocabulary, about 20k to 1.1M parameters (50x).
+SIZES = ((1, 8), (1, 16), (2, 32), (3, 64), (4, 128))
 
 
 def windows(texts, tokenizer, length, limit, seed):
