@@ -4,7 +4,7 @@ same network built from plain Keras / KerasHub layers.
     python examples/translation.py              # unit-scaled Seq2SeqLM
     python examples/translation.py --plain      # keras_hub TransformerEncoder/Decoder
 
-Data: `keras_unitscale.datasets.load_zh_en_pairs()` (HSK graded sentences: 3,482 / 435 / 435
+Data: `keras_unitscale.datasets.load_zh_en_pairs()` (HSK graded sentences: 3,416 / 427 / 427
 pairs, no sentence shared between splits). Chinese is split into characters, English into
 WordPiece pieces learnt on the training split; both models see the very same ids. Each model
 trains for the same number of steps, then translates the held-out test split greedily
