@@ -4,9 +4,16 @@ import re
 
 import keras
 import keras_hub
+from keras_hub.src.tokenizers import word_piece_tokenizer as hub_word_piece
+from keras_hub.src.utils.tensor_utils import convert_to_ragged_batch, preprocessing_function
 
 from keras_unitscale.tokenizers import vocabulary as vocab_lib
+from keras_unitscale.tokenizers._core_word_piece import CoreWordPiece
 from keras_unitscale.tokenizers._inputs import as_string, tf
+
+# KerasHub's split patterns (RE2), which core TensorFlow's regex ops take as they are.
+_PATTERNS = (hub_word_piece.WHITESPACE_REGEX, hub_word_piece.PUNCTUATION_REGEX,
+             hub_word_piece.CJK_REGEX)
 
 _SPECIAL_ATTRS = ("pad_token", "unknown_token", "start_token", "end_token", "cls_token")
 
@@ -17,8 +24,10 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
     preprocessors use: `pad_token_id`, `unknown_token_id`, `start_token_id`, `end_token_id`
     and `cls_token_id` (tokens `[PAD]`, `[UNK]`, `[START]`, `[END]`, `[CLS]`).
 
-    Everything else (arguments, splitting on punctuation and CJK characters, assets, the
-    eager and `tf.data` paths) is KerasHub's. Train a vocabulary with `train_word_piece`.
+    Arguments, splitting rules, assets and the eager (pure Python) path are KerasHub's. The
+    TensorFlow path (inside `tf.data` or a `tf.function`, and so in an export) is ours, in
+    core TensorFlow ops only, with KerasHub's (TF Text's) ids and texts: an exported model
+    loads with TensorFlow alone, no TF Text. Train a vocabulary with `train_word_piece`.
 
     Example:
 
@@ -33,7 +42,56 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
         for token, attr in zip(vocab_lib.SPECIAL_TOKENS, _SPECIAL_ATTRS):
             self._add_special_token(token, attr)
         kwargs.setdefault("oov_token", vocab_lib.UNKNOWN_TOKEN)
+        self._core = None
         super().__init__(vocabulary=vocabulary, **kwargs)
+
+    # The TensorFlow path, in core ops (see `_core_word_piece`) --------------------------------
+    def set_vocabulary(self, vocabulary):
+        self._core = None
+        super().set_vocabulary(vocabulary)
+        if self.vocabulary is not None and tf is not None and self._core is None:
+            self._set_vocabulary_tf()
+
+    def _set_vocabulary_tf(self):
+        # Built eagerly (hash tables), outside any `tf.data` trace, so pipelines can capture it.
+        # KerasHub's TF Text tokenizer (`_fast_word_piece`) is never built.
+        self._core = CoreWordPiece(self.vocabulary, self.suffix_indicator, self.oov_token,
+                                   self.lowercase, self.strip_accents)
+
+    def _maybe_initialized_tf(self):
+        if self._core is None:
+            self._set_vocabulary_tf()
+
+    @preprocessing_function
+    def _tokenize_tf(self, inputs):
+        self._maybe_initialized_tf()
+        if not isinstance(inputs, tf.RaggedTensor):
+            inputs = tf.convert_to_tensor(inputs)
+        unbatched = inputs.shape.rank == 0
+        if unbatched:
+            inputs = tf.expand_dims(inputs, 0)
+        pattern = hub_word_piece.get_special_tokens_pattern(self._special_tokens_for_splitting())
+        words = self._core.pretokenize(inputs, self.split, self.split_on_cjk, pattern, _PATTERNS)
+        tokens = self._core.tokenize_words(words).merge_dims(-2, -1)
+        if self.compute_dtype == "string":
+            tokens = tf.ragged.map_flat_values(tf.gather, self._core.vocabulary, tokens)
+        else:
+            tokens = tf.cast(tokens, self.compute_dtype)
+        if self.sequence_length:
+            output_shape = tokens.shape.as_list()
+            output_shape[-1] = self.sequence_length
+            tokens = tokens.to_tensor(shape=output_shape)
+        if unbatched:
+            tokens = tf.squeeze(tokens, 0)
+            tf.ensure_shape(tokens, shape=[self.sequence_length])
+        return tokens
+
+    @preprocessing_function
+    def _detokenize_tf(self, inputs):
+        self._maybe_initialized_tf()
+        inputs, unbatched, _ = convert_to_ragged_batch(inputs)
+        outputs = self._core.detokenize(inputs)
+        return tf.squeeze(outputs, 0) if unbatched else outputs
 
 
 def train_word_piece(corpus, vocabulary_size, lowercase=True, **kwargs):

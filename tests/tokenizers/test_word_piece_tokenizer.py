@@ -54,3 +54,15 @@ def test_bad_arguments():
         train_word_piece("just one string", 100)
     with pytest.raises(TypeError, match="corpus"):
         train_word_piece(["ok", None], 100)
+
+
+def test_tf_path_matches_eager_on_edge_cases(tokenizer):
+    # All words whole entries (no WordPiece step runs), an empty text, unknown and split
+    # words, accents and case, CJK, a word over 100 bytes (unknown, as in TF Text).
+    texts = ["the for", "", "The FOR statement, iterates!", "zzqx élan 中文", "a" * 101]
+    ragged = tf.function(tokenizer.tokenize)(tf.constant(texts))
+    assert ragged.to_list() == tokenizer(texts)
+    assert tokenizer(texts)[-1] == [tokenizer.unknown_token_id]
+    ids = tf.ragged.constant(tokenizer(texts[:4]))
+    assert [t.decode() for t in tf.function(tokenizer.detokenize)(ids).numpy()] == \
+        tokenizer.detokenize(tokenizer(texts[:4]))
