@@ -74,8 +74,9 @@ def build(make, data, initial=None):
     keras.utils.set_random_seed(0)
     model = make()
     x = data[0]
-    model.predict({k: v[:BATCH] for k, v in x.items()} if isinstance(x, dict) else x[:BATCH],
-                  verbose=0)
+    sample = {k: v[:BATCH] for k, v in x.items()} if isinstance(x, dict) else x[:BATCH]
+    # One eager call builds it (`predict` would also compile a function it never reuses).
+    model(keras.utils.unpack_x_y_sample_weight(model.preprocessor(sample))[0])
     if initial is not None:
         model.set_weights(initial)
     return model
