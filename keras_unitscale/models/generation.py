@@ -28,6 +28,10 @@ SAMPLER_NAMES = {
 }
 """The sampler names `generate()` takes, and their `keras_hub.samplers` classes."""
 
+GENERATION_LENGTH_BUCKET = 32
+"""`generate()` rounds the decoded length up to a multiple of this, and the batch up to a power
+of two, so that one compiled decoding function serves many `max_length`s and batch sizes."""
+
 
 def _samplers():
     # keras-hub (and with it TensorFlow) is imported on the first generation, not with the
@@ -323,6 +327,11 @@ class GenerativeTask(Task):
         Returns:
             A string for one prompt string, else a list of strings; for packed prompts, the
             dict of generated ids and padding mask as numpy arrays.
+
+        Text prompts are decoded in bucketed shapes (the batch rounded up to a power of two,
+        the length to a multiple of `GENERATION_LENGTH_BUCKET`) and cut back, so a new batch
+        size or `max_length` rarely compiles a new function; packed prompts are decoded in
+        the shape given.
         """
         input_names = set(self.backbone.input) if isinstance(self.backbone.input, dict) else ()
         packed = isinstance(prompts, dict) and set(prompts) == input_names
@@ -348,11 +357,49 @@ class GenerativeTask(Task):
             return keras.tree.map_structure(ops.convert_to_numpy, outputs)
         batch, is_scalar = self._check_prompts(prompts)
         inputs = self._generate_inputs(batch, max_length)
-        outputs = function(inputs, stop_token_ids)
-        outputs = keras.tree.map_structure(ops.convert_to_numpy, outputs)
         inputs = keras.tree.map_structure(ops.convert_to_numpy, inputs)
+        outputs = function(self._bucketed(inputs), stop_token_ids)
+        outputs = keras.tree.map_structure(ops.convert_to_numpy, outputs)
+        rows = len(next(iter(inputs.values())))
+        length = inputs[self._decoder_keys[0]].shape[1]
+        outputs = {name: value[:rows, :length] if name in self._decoder_keys else value[:rows]
+                   for name, value in outputs.items()}
         texts = self._generate_outputs(outputs, inputs, strip_prompt)
         return texts[0] if is_scalar else texts
+
+    # Shape buckets --------------------------------------------------------------------------
+    _decoder_keys = ("token_ids", "padding_mask")
+    """The packed inputs whose second axis is the sequence being generated."""
+
+    def _bucketed(self, inputs):
+        """`inputs` (numpy, packed) grown to a bucketed shape, so that the compiled decoding
+        function is reused across batch sizes and `max_length`s instead of recompiled (seconds
+        each): the batch to the next power of two, by repeating the first prompt; the decoded
+        sequence to the next multiple of `GENERATION_LENGTH_BUCKET` (within the backbone's
+        `max_sequence_length`), by padding positions the prompt does not cover.
+
+        Exact for the rows and positions kept: decoding is causal, masking makes padding
+        irrelevant, and each prompt row is decoded independently. The driver cuts the outputs
+        back to the real rows and `max_length`. The cost is decoding at most
+        `GENERATION_LENGTH_BUCKET - 1` extra positions when no stop token ends the batch first.
+        """
+        rows = len(next(iter(inputs.values())))
+        extra_rows = (1 << max(rows - 1, 0).bit_length()) - rows
+        length = inputs[self._decoder_keys[0]].shape[1]
+        bucket = -(-length // GENERATION_LENGTH_BUCKET) * GENERATION_LENGTH_BUCKET
+        limit = getattr(self.backbone, "max_sequence_length", None)
+        if limit is not None:
+            bucket = max(length, min(bucket, int(limit)))
+        grown = {}
+        for name, value in inputs.items():
+            value = np.asarray(value)
+            if extra_rows:
+                value = np.concatenate([value, np.repeat(value[:1], extra_rows, axis=0)])
+            if name in self._decoder_keys and bucket > length:
+                widths = [(0, 0), (0, bucket - length)] + [(0, 0)] * (value.ndim - 2)
+                value = np.pad(value, widths)
+            grown[name] = value
+        return grown
 
     def _end_token_id(self):
         return self.preprocessor.tokenizer.end_token_id

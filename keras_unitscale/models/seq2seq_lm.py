@@ -81,6 +81,8 @@ class Seq2SeqLM(GenerativeTask):
         )
         return self.lm_head(hidden), hidden, self_cache, cross_cache
 
+    _decoder_keys = ("decoder_token_ids", "decoder_padding_mask")
+
     def generate_step(self, inputs, sampler, stop_token_ids=None):
         """Translates one packed batch: the four-key dict of `Seq2SeqLMPreprocessor`."""
         encoder_mask = inputs["encoder_padding_mask"]

@@ -227,3 +227,36 @@ def test_random_samplers_advance_their_seed(transformer_lm):
     transformer_lm.generate(["我", "猫", "这"], sampler=sampler)
     after = keras.ops.convert_to_numpy(sampler.variables[0])
     assert not np.array_equal(before, after)
+
+
+@pytest.mark.parametrize("kind", ["transformer", "lstm"])
+def test_generate_reuses_one_compiled_shape_across_batch_sizes_and_lengths(kind):
+    keras.utils.set_random_seed(0)
+    preprocessor = CausalLMPreprocessor(CharacterTokenizer.from_corpus(TEXTS), LENGTH)
+    vocab = preprocessor.tokenizer.vocabulary_size()
+    if kind == "lstm":
+        backbone = LSTMBackbone(vocab, hidden_dim=16, num_layers=1, bidirectional=False)
+    else:
+        backbone = TransformerDecoderBackbone(
+            vocab, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+            max_sequence_length=40,
+        )
+    model = CausalLM(backbone, preprocessor)
+    sampler = get_sampler("greedy")
+    function = model.make_generate_function(sampler)
+    shapes = []
+    model._generate_functions = [(sampler, lambda x, stop: shapes.append(
+        x["token_ids"].shape) or function(x, stop))]
+    for prompts, max_length in [(["我", "猫", "这"], 20), (TEXTS, 24), (["你喜"], 9)]:
+        texts = model.generate(prompts, max_length=max_length, sampler=sampler,
+                               stop_token_ids=None)
+        # The same as decoding the unpadded batch at exactly `max_length` (the packed path
+        # is not bucketed).
+        packed = model.preprocessor.generate_preprocess(prompts, sequence_length=max_length)
+        exact = model.generate({k: keras.ops.convert_to_numpy(v) for k, v in packed.items()},
+                               sampler=sampler, stop_token_ids=None)
+        assert texts == list(model.preprocessor.generate_postprocess(exact))
+    # Batches of 3 and 4 share the bucket of 4 rows, lengths 20 and 24 the bucket of 32
+    # positions; a single prompt of 9 positions is its own bucket of 1 x 32.
+    assert shapes[::2] == [(4, 32), (4, 32), (1, 32)]
+    assert shapes[1::2] == [(3, 20), (4, 24), (1, 9)]
