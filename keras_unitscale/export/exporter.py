@@ -194,8 +194,8 @@ def export_task(task, path, version=1, overwrite=False, verbose=False):
     when complete (see `keras_unitscale.presets.atomic`), so a server watching `path` never
     loads half a model, and a failed export leaves an existing version as it was. The
     signatures are described in `keras_unitscale.export.spec`. Works on the TensorFlow and
-    JAX backends alike (JAX through jax2tf); the result needs only TensorFlow (and TF Text
-    for KerasHub's WordPiece and SentencePiece tokenizers).
+    JAX backends alike (JAX through jax2tf); the result needs only TensorFlow's own ops
+    (TF Text's too for a SentencePiece tokenizer, the one that still uses it).
 
     Args:
         task: a `TextClassifier`, `CausalLM` or `Seq2SeqLM`.
