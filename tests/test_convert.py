@@ -87,8 +87,8 @@ def test_converted_model_trains_saves_and_keeps_the_original(converted, tmp_path
     ids = rng.integers(1, 200, (128, 16))
     labels = (ids[:, 0] % 3).astype("int32")
     model.compile(loss="sparse_categorical_crossentropy")
-    history = model.fit(ids, labels, epochs=3, batch_size=64, verbose=0)
-    assert history.history["loss"][-1] < history.history["loss"][0]
+    history = model.fit(ids, labels, epochs=5, batch_size=32, shuffle=False, verbose=0)
+    assert history.history["loss"][-1] < 0.9 * history.history["loss"][0]
     for old, new in zip(before, plain.get_weights()):
         np.testing.assert_array_equal(old, new)
     assert_keras_roundtrip(model, ids[:8], tmp_path)

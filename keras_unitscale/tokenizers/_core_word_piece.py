@@ -96,6 +96,10 @@ class CoreWordPiece(_Module):
             first.setdefault(token, i)  # A repeated token keeps its first id.
             if token.startswith(suffix_indicator):
                 suffixes.setdefault(token[len(suffix_indicator):], i)
+        if not suffixes:
+            # A vocabulary without suffix pieces: TensorFlow refuses an empty table, so hold
+            # one entry whose value is the default (-1, not found) and changes nothing.
+            suffixes[b"\xff"] = -1
         # Entries, and suffix entries by what follows the indicator (no string joins needed).
         self.table, self.suffix_table = (
             tf.lookup.StaticHashTable(

@@ -72,8 +72,11 @@ def test_generation_helpers(preprocessor, tokenizers, pairs, numpy_tree):
     assert prompt["decoder_padding_mask"].sum(axis=1).tolist() == [1, 1]
     assert preprocessor.generate_postprocess(prompt) == ["", ""]
     # Teacher-forced labels read back as the (lowercased WordPiece) target text.
-    _, y, _ = preprocessor({"encoder_text": pairs[0][:3], "decoder_text": pairs[1][:3]})
-    expected = [en_tok.detokenize(en_tok(t)) for t in pairs[1][:3]]
+    # Three pairs whose target fits in the labels whole (its tokens and [END]).
+    fit = [i for i, t in enumerate(pairs[1]) if len(en_tok(t)) < DEC][:3]
+    sources, targets = [pairs[0][i] for i in fit], [pairs[1][i] for i in fit]
+    _, y, _ = preprocessor({"encoder_text": sources, "decoder_text": targets})
+    expected = [en_tok.detokenize(en_tok(t)) for t in targets]
     assert preprocessor.detokenize(y) == expected
     graph = tf.function(preprocessor.detokenize)(tf.constant(numpy_tree(y)))
     assert [t.decode() for t in graph.numpy()] == expected
