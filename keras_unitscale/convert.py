@@ -205,9 +205,8 @@ def _swap(layer, readout, report):
     return new
 
 
-def _copy(layer, report, reason):
+def _keep(layer, report, reason):
     report.kept.append((layer.name, type(layer).__name__, reason))
-    return layer.__class__.from_config(layer.get_config())
 
 
 def unit_scale(model, residual_tau=None, return_report=False, verbose=False):
@@ -273,22 +272,22 @@ def unit_scale(model, residual_tau=None, return_report=False, verbose=False):
                 branch_reads.setdefault(id(node), {}).setdefault(id(skip), add_id)
 
     report = ConversionReport()
-    new_layers = {}
+    new_layers, kept = {}, []  # id(layer) -> its replacement; (layer, copy) pairs
 
     def converted(layer):
         if not isinstance(layer, keras.layers.Layer):
             return layer  # a `keras.ops` operation in the graph: stateless, reused
         if id(layer) not in new_layers:
-            if type(layer) in _SWAPS:
-                new = _swap(layer, id(layer) in readouts, report)
-                new_layers[id(layer)] = (new, False) if new is not None else (
-                    layer.__class__.from_config(layer.get_config()), True)
-            elif type(layer) is keras.layers.Add:
-                new_layers[id(layer)] = (_copy(
-                    layer, report, "an addition of two separate paths, not a residual"), True)
-            else:
-                new_layers[id(layer)] = (_copy(layer, report, "no unit-scaled equivalent"), True)
-        return new_layers[id(layer)][0]
+            new = _swap(layer, id(layer) in readouts, report) if type(layer) in _SWAPS else None
+            if new is None:  # kept as it was: a copy, whose weights are copied below
+                if type(layer) is keras.layers.Add:
+                    _keep(layer, report, "an addition of two separate paths, not a residual")
+                elif type(layer) not in _SWAPS:
+                    _keep(layer, report, "no unit-scaled equivalent")
+                new = layer.__class__.from_config(layer.get_config())
+                kept.append((layer, new))
+            new_layers[id(layer)] = new
+        return new_layers[id(layer)]
 
     new_inputs = [
         keras.Input(batch_shape=t.shape, dtype=t.dtype, sparse=t.sparse,
@@ -324,9 +323,8 @@ def unit_scale(model, residual_tau=None, return_report=False, verbose=False):
             values[id(old)] = new
 
     # Layers kept as they were keep their weights.
-    for old_id, (new, kept) in new_layers.items():
-        old = next(n.operation for n in nodes if id(n.operation) == old_id)
-        if kept and old.weights:
+    for old, new in kept:
+        if old.weights:
             new.set_weights(old.get_weights())
 
     new_outputs = [values[id(t)] for t in graph.outputs]

@@ -131,14 +131,15 @@ class ResidualAdd(keras.layers.Layer):
         self.tau = float(tau)
         self.supports_masking = True
 
-    def _check(self, inputs, shapes=False):
-        kind = (list, tuple) if shapes else object
-        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2 or not all(
-            isinstance(x, kind) and not isinstance(x, (int, float)) or x is None for x in inputs
-        ):
+    def _check(self, pair, shapes=False):
+        """`pair` must be `[residual, skip]`: two tensors, or (`shapes`) two shape tuples."""
+        is_pair = isinstance(pair, (list, tuple)) and len(pair) == 2
+        if is_pair and shapes:
+            is_pair = all(isinstance(shape, (list, tuple)) for shape in pair)
+        if not is_pair:
             raise ValueError(
                 "`inputs` of `ResidualAdd` must be a list `[residual, skip]` of two tensors; "
-                f"received {inputs!r}."
+                f"received {pair!r}."
             )
 
     def build(self, input_shape):

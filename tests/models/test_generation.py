@@ -23,15 +23,15 @@ TEXTS = ["我喜欢这本书", "这本书很好", "猫很好", "你喜欢猫吗"
 LENGTH = 10
 
 
-def _causal_lm(kind):
+def _causal_lm(kind, num_layers=2, max_sequence_length=LENGTH):
     preprocessor = CausalLMPreprocessor(CharacterTokenizer.from_corpus(TEXTS), LENGTH)
     vocab = preprocessor.tokenizer.vocabulary_size()
     if kind == "lstm":
-        backbone = LSTMBackbone(vocab, hidden_dim=16, num_layers=2, bidirectional=False)
+        backbone = LSTMBackbone(vocab, hidden_dim=16, num_layers=num_layers, bidirectional=False)
     else:
         backbone = TransformerDecoderBackbone(
-            vocab, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
-            max_sequence_length=LENGTH,
+            vocab, num_layers=num_layers, num_heads=2, hidden_dim=16, intermediate_dim=32,
+            max_sequence_length=max_sequence_length,
         )
     return CausalLM(backbone, preprocessor)
 
@@ -232,16 +232,7 @@ def test_random_samplers_advance_their_seed(transformer_lm):
 @pytest.mark.parametrize("kind", ["transformer", "lstm"])
 def test_generate_reuses_one_compiled_shape_across_batch_sizes_and_lengths(kind):
     keras.utils.set_random_seed(0)
-    preprocessor = CausalLMPreprocessor(CharacterTokenizer.from_corpus(TEXTS), LENGTH)
-    vocab = preprocessor.tokenizer.vocabulary_size()
-    if kind == "lstm":
-        backbone = LSTMBackbone(vocab, hidden_dim=16, num_layers=1, bidirectional=False)
-    else:
-        backbone = TransformerDecoderBackbone(
-            vocab, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
-            max_sequence_length=40,
-        )
-    model = CausalLM(backbone, preprocessor)
+    model = _causal_lm(kind, num_layers=1, max_sequence_length=40)
     sampler = get_sampler("greedy")
     function = model.make_generate_function(sampler)
     shapes = []
