@@ -56,14 +56,18 @@ def test_keep_and_status():
 
 
 def test_keep_accepts_a_single_name_and_custom_formats(tmp_path):
-    model = simulate_fp8(small_model(), keep="head", forward_format="e5m2", overflow="inf_nan")
+    plain = small_model()
+    # A UnitScaledModel's config records the settings of layers nested in blocks (the MLP's).
+    model = ku.models.UnitScaledModel(plain.inputs, plain.outputs)
+    model = simulate_fp8(model, keep="head", forward_format="e5m2", overflow="inf_nan")
     sim = model.get_layer("hidden").fp8
     assert sim.forward_format == "e5m2" and sim.overflow == "inf_nan"
     assert model.get_layer("head").fp8 is None
-    # The simulation is a run-time setting, not part of the saved model.
+    # The setting is part of each layer's config: a .keras file keeps it.
     model.save(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras")
-    assert all(sim is None for sim in fp8_status(restored).values())
+    assert fp8_status(restored) == fp8_status(model)
+    assert restored.get_layer("hidden").fp8.forward_format == "e5m2"
 
 
 def test_errors():

@@ -6,6 +6,7 @@ from keras import ops
 from keras_unitscale import ops as uops
 from keras_unitscale.layers import _weights
 from keras_unitscale.layers._quantize import QuantizableKernels
+from keras_unitscale.ops.formats import attach_fp8, for_matmul, fp8_from_config, fp8_to_config
 from keras_unitscale.layers._validation import positive_int, positive_number
 from keras_unitscale.ops.dropout import validate_rate
 
@@ -110,6 +111,7 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
         bias_constraint=None,
         **kwargs,
     ):
+        fp8 = kwargs.pop("fp8", None)  # a saved FP8 setting (keras_unitscale.precision)
         super().__init__(**kwargs)
         if attention_axes not in (None, 1, -2, (1,), (-2,), [1], [-2]):
             raise ValueError(
@@ -148,7 +150,8 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if self.dropout > 0 else None
         self.supports_masking = True
-        self.fp8 = None  # FP8 simulation object (see keras_unitscale.ops.linear), or None
+        # FP8 setting (see keras_unitscale.ops.linear, keras_unitscale.precision), or None.
+        attach_fp8(self, fp8_from_config(fp8))
 
     def build(self, query_shape, value_shape, key_shape=None):
         key_shape = value_shape if key_shape is None else key_shape
@@ -276,7 +279,7 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
         out = ops.reshape(out, ops.shape(out)[:-2] + (self.num_heads * self.value_dim,))
         out = uops.linear(
             out, self.kernel_value("output_kernel"), self.output_bias,
-            constraint=self.constraint, fp8=self.fp8,
+            constraint=self.constraint, fp8=for_matmul(self.fp8, "attention_output"),
         )
         results = (out,) + ((scores,) if return_attention_scores else ()) + (
             (cache,) if cache is not None else ()
@@ -329,6 +332,8 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
             seed=self.seed,
         )
         config.update(_weights.kernel_and_bias_config(self))
+        if self.fp8 is not None:
+            config["fp8"] = fp8_to_config(self.fp8)
         return _weights.serialize(
             config, kernel_initializer=self.kernel_initializer,
             bias_initializer=self.bias_initializer,

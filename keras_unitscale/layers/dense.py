@@ -5,6 +5,7 @@ import keras
 from keras_unitscale import ops as uops
 from keras_unitscale.layers import _weights
 from keras_unitscale.layers._quantize import QuantizableKernels
+from keras_unitscale.ops.formats import attach_fp8, fp8_from_config, fp8_to_config
 from keras_unitscale.layers._validation import float_input, min_rank, positive_int
 from keras_unitscale.ops.activations import (
     PROBABILITY_ACTIVATIONS,
@@ -68,6 +69,7 @@ class Dense(QuantizableKernels, keras.layers.Layer):
         bias_constraint=None,
         **kwargs,
     ):
+        fp8 = kwargs.pop("fp8", None)  # a saved FP8 setting (keras_unitscale.precision)
         super().__init__(**kwargs)
         _weights.set_kernel_and_bias_options(
             self, kernel_regularizer, bias_regularizer, kernel_constraint, bias_constraint
@@ -89,7 +91,7 @@ class Dense(QuantizableKernels, keras.layers.Layer):
         )
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.supports_masking = True
-        self.fp8 = None
+        attach_fp8(self, fp8_from_config(fp8))
 
     def build(self, input_shape):
         min_rank(input_shape, 2)
@@ -137,4 +139,6 @@ class Dense(QuantizableKernels, keras.layers.Layer):
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
         )
         config.update(_weights.kernel_and_bias_config(self))
+        if self.fp8 is not None:
+            config["fp8"] = fp8_to_config(self.fp8)
         return config

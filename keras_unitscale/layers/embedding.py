@@ -7,6 +7,7 @@ from keras import ops
 from keras_unitscale import ops as uops
 from keras_unitscale.layers import _weights
 from keras_unitscale.layers._quantize import QuantizableKernels
+from keras_unitscale.ops.formats import attach_fp8, fp8_from_config, fp8_to_config
 from keras_unitscale.backend import concrete_value
 from keras_unitscale.layers._validation import positive_int
 
@@ -50,6 +51,7 @@ class Embedding(QuantizableKernels, keras.layers.Layer):
         embeddings_constraint=None,
         **kwargs,
     ):
+        fp8 = kwargs.pop("fp8", None)  # a saved FP8 setting (keras_unitscale.precision)
         super().__init__(**kwargs)
         self.embeddings_regularizer = _weights.regularizer(
             embeddings_regularizer, "embeddings_regularizer"
@@ -65,7 +67,8 @@ class Embedding(QuantizableKernels, keras.layers.Layer):
             embeddings_initializer or keras.initializers.RandomNormal(stddev=1.0)
         )
         self.supports_masking = self.mask_zero
-        self.fp8 = None  # a gather, not a matmul: kept for a uniform FP8 switch, unused
+        # A gather, not a matmul: kept for a uniform FP8 switch, unused.
+        attach_fp8(self, fp8_from_config(fp8))
 
     def build(self, input_shape=None):
         self.embeddings = self.add_kernel(
@@ -118,6 +121,8 @@ class Embedding(QuantizableKernels, keras.layers.Layer):
             mask_zero=self.mask_zero,
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
         )
+        if self.fp8 is not None:
+            config["fp8"] = fp8_to_config(self.fp8)
         return _weights.serialize(
             config,
             embeddings_regularizer=self.embeddings_regularizer,

@@ -6,6 +6,7 @@ from keras import ops
 from keras_unitscale import ops as uops
 from keras_unitscale.layers import _weights
 from keras_unitscale.layers._quantize import QuantizableKernels
+from keras_unitscale.ops.formats import attach_fp8, fp8_from_config, fp8_to_config
 from keras_unitscale.layers._validation import float_input, positive_int
 from keras_unitscale.ops.dropout import validate_rate
 from keras_unitscale.ops.recurrent import fused_kernel_disables_jit, lstm
@@ -164,6 +165,7 @@ class _UnitScaledRNN(keras.layers.RNN):
         use_cudnn,
         **kwargs,
     ):
+        fp8 = kwargs.pop("fp8", None)  # a saved FP8 setting (keras_unitscale.precision)
         super().__init__(
             cell,
             return_sequences=return_sequences,
@@ -187,7 +189,7 @@ class _UnitScaledRNN(keras.layers.RNN):
         self.use_cudnn = use_cudnn
         if use_cudnn and fused_kernel_disables_jit(self._kind, self.unroll, self.use_bias):
             self.supports_jit = False
-        self.fp8 = None
+        attach_fp8(self, fp8_from_config(fp8))
 
     def build(self, sequences_shape, initial_state_shape=None):
         _check_rank(sequences_shape)
@@ -244,6 +246,8 @@ class _UnitScaledRNN(keras.layers.RNN):
         if self.cell.quantization_mode is not None:
             # The cell is rebuilt by the constructor: its quantised policy travels here.
             config["cell_dtype"] = keras.dtype_policies.serialize(self.cell.dtype_policy)
+        if self.fp8 is not None:
+            config["fp8"] = fp8_to_config(self.fp8)
         return serialize_rnn_arguments(config, self.cell.options)
 
     @classmethod

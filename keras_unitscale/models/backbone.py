@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_unitscale import precision
 from keras_unitscale.models.unit_scaled_model import UnitScaledModel
 from keras_unitscale.presets.mixin import PresetMixin
 
@@ -103,6 +104,9 @@ class Backbone(PresetMixin, UnitScaledModel):
         record = modes.quantized_layers(self)
         if record:
             config[modes.RECORD_KEY] = record
+        fp8 = precision.fp8_record(self)  # which layers keras_unitscale.precision switched
+        if fp8:
+            config[precision.RECORD_KEY] = fp8
         return config
 
     @classmethod
@@ -111,8 +115,9 @@ class Backbone(PresetMixin, UnitScaledModel):
 
         config = dict(config)
         record = config.pop(modes.RECORD_KEY, None)
+        fp8 = config.pop(precision.RECORD_KEY, None)
         if "dtype" in config:
             config["dtype"] = standardize_dtype(config["dtype"])
         backbone = cls(**config)
         modes.restore_quantization(backbone, record)
-        return backbone
+        return precision.restore_fp8(backbone, fp8)

@@ -11,6 +11,7 @@ import sys
 import keras
 import numpy as np
 
+from keras_unitscale import precision
 from keras_unitscale.models.unit_scaled_model import UnitScaledModel
 from keras_unitscale.presets.mixin import PresetMixin
 
@@ -276,6 +277,9 @@ class Task(PresetMixin, UnitScaledModel):
         record = modes.quantized_layers(self, skip=(self.backbone, self.preprocessor))
         if record:
             config[modes.RECORD_KEY] = record
+        fp8 = precision.fp8_record(self, skip=(self.backbone, self.preprocessor))
+        if fp8:
+            config[precision.RECORD_KEY] = fp8
         return config
 
     @classmethod
@@ -284,13 +288,14 @@ class Task(PresetMixin, UnitScaledModel):
 
         config = dict(config)
         record = config.pop(modes.RECORD_KEY, None)
+        fp8 = config.pop(precision.RECORD_KEY, None)
         for key in ("backbone", "preprocessor"):
             if isinstance(config.get(key), dict):
                 # A copy: KerasHub's `from_config`s replace nested configs by objects in place.
                 config[key] = keras.saving.deserialize_keras_object(copy.deepcopy(config[key]))
         task = cls(**config)
         modes.restore_quantization(task, record, skip=(task.backbone, task.preprocessor))
-        return task
+        return precision.restore_fp8(task, fp8, skip=(task.backbone, task.preprocessor))
 
     # Serving ----------------------------------------------------------------------------
     def export(self, path, version=1, overwrite=False, verbose=False):

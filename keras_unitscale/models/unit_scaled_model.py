@@ -112,6 +112,26 @@ class UnitScaledModel(keras.Model):
         if getattr(self, "optimizer", None) is not None and self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def get_config(self):
+        # Keras' config, plus the FP8 settings of `keras_unitscale.precision` by layer path:
+        # a block (MLP, transformer block) rebuilds its sublayers from its own arguments.
+        from keras_unitscale import precision
+
+        config = super().get_config()
+        fp8 = precision.fp8_record(self)
+        if fp8:
+            config = dict(config, **{precision.RECORD_KEY: fp8})
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from keras_unitscale import precision
+
+        config = dict(config)
+        fp8 = config.pop(precision.RECORD_KEY, None)
+        model = super().from_config(config, custom_objects=custom_objects)
+        return precision.restore_fp8(model, fp8)
+
     def scale_report(self, x, y=None, **kwargs):
         """Forward and backward scales of every layer on one batch (a `ScaleTable`)."""
         from keras_unitscale.analysis import track_scales

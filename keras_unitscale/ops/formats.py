@@ -330,6 +330,8 @@ class FP8Simulation:
         seed: int seed for stochastic rounding. The simulation then draws from its own
             `keras.random.SeedGenerator` (`seed_generator`), made here, eagerly. A compiled
             JAX step can only use it if a layer tracks it: `simulate_fp8` does that.
+        keep_matmuls: matmuls inside the layer to leave in the compute dtype, by role
+            (`"attention_output"`: an attention layer's output projection); see `for_matmul`.
 
     Example:
     >>> import numpy as np
@@ -348,6 +350,7 @@ class FP8Simulation:
         rounding="nearest",
         overflow="saturate",
         seed=None,
+        keep_matmuls=(),
     ):
         formats = {"forward_format": forward_format, "gradient_format": gradient_format}
         for name, value in formats.items():
@@ -365,6 +368,7 @@ class FP8Simulation:
         self.rounding = rounding
         self.overflow = overflow
         self.seed = seed
+        self.keep_matmuls = _matmul_roles(keep_matmuls)
         self.seed_generator = None
         if rounding == "stochastic":
             self.seed_generator = keras.random.SeedGenerator(seed, name="fp8_seed_generator")
@@ -391,10 +395,14 @@ class FP8Simulation:
             "rounding": self.rounding,
             "overflow": self.overflow,
             "seed": self.seed,
+            "keep_matmuls": tuple(self.keep_matmuls),
         }
 
     @classmethod
     def from_config(cls, config):
+        config = dict(config)
+        if "keep_matmuls" in config:
+            config["keep_matmuls"] = tuple(config["keep_matmuls"])  # JSON gives a list
         return cls(**config)
 
     def __repr__(self):
@@ -405,3 +413,78 @@ class FP8Simulation:
         return isinstance(other, FP8Simulation) and self.get_config() == other.get_config()
 
     __hash__ = None
+
+
+MATMUL_ROLES = ("attention_output",)
+
+
+def _matmul_roles(roles):
+    if isinstance(roles, str):
+        roles = (roles,)
+    roles = tuple(roles)
+    for role in roles:
+        if role not in MATMUL_ROLES:
+            raise ValueError(
+                f"`keep_matmuls` must hold matmul roles from {MATMUL_ROLES}; received {role!r}."
+            )
+    return roles
+
+
+def for_matmul(fp8, role):
+    """The FP8 setting for one matmul of a layer: `fp8`, or None if its `keep_matmuls` keeps
+    that role in the compute dtype (u-muP's "critical" matmuls).
+
+    Example:
+    >>> from keras_unitscale.ops.formats import FP8Simulation, for_matmul
+    >>> kept = FP8Simulation(keep_matmuls=("attention_output",))
+    >>> for_matmul(kept, "attention_output") is None, for_matmul(kept, "other") is kept
+    (True, True)
+    """
+    if fp8 is None or role in getattr(fp8, "keep_matmuls", ()):
+        return None
+    return fp8
+
+
+def fp8_from_config(value):
+    """A layer's `fp8` setting from its config entry: None, an FP8 object, or its serialized
+    form (`keras.saving.serialize_keras_object`). Layers call it in their constructor.
+
+    Example:
+    >>> import keras
+    >>> from keras_unitscale.ops.formats import FP8Simulation, fp8_from_config
+    >>> fp8_from_config(keras.saving.serialize_keras_object(FP8Simulation())) == FP8Simulation()
+    True
+    """
+    if value is None or hasattr(value, "cast_forward"):
+        return value
+    if isinstance(value, dict):
+        import keras_unitscale.ops.fp8_native  # noqa: F401  (registers FP8Native)
+
+        result = keras.saving.deserialize_keras_object(value)
+        if hasattr(result, "cast_forward"):
+            return result
+    raise ValueError(
+        "`fp8` must be None, an FP8Simulation / FP8Native, or the serialized form of one; "
+        f"received {value!r:.100}."
+    )
+
+
+def fp8_to_config(fp8):
+    """The config entry for a layer's `fp8` setting (None stays None)."""
+    return None if fp8 is None else keras.saving.serialize_keras_object(fp8)
+
+
+def attach_fp8(layer, fp8):
+    """Sets `layer.fp8` (None or an FP8 setting), tracking a stochastic-rounding simulation's
+    `SeedGenerator` on the layer (as Keras' random layers track theirs) so a compiled JAX step
+    carries its state; it is state, not a weight, so saved weights are unchanged."""
+    old = getattr(layer, "fp8", None)
+    generators = getattr(layer, "_seed_generators", None)
+    if generators is not None:
+        if getattr(old, "seed_generator", None) is not None:
+            for j in reversed(range(len(generators))):
+                if generators[j] is old.seed_generator:
+                    del generators[j]
+        if getattr(fp8, "seed_generator", None) is not None:
+            generators.append(fp8.seed_generator)
+    layer.fp8 = fp8

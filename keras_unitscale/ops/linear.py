@@ -13,6 +13,9 @@ non-cut edge); the weight gradient is left free.
 Every function here takes `fp8=None`: an object with `cast_forward(t)` (applied to both
 matmul operands) and `cast_gradient(t)` (identity forward; casts the matmul output's
 gradient), see `keras_unitscale.ops.formats`. Layers pass their `fp8` attribute through.
+A native FP8 setting (`keras_unitscale.ops.fp8_native.FP8Native`) whose `runs_native()` is
+true computes the whole product itself instead (`scaled_matmul` / `matmul`: FP8 operands,
+float32 accumulation, FP8 products in the backward too).
 
 How it is computed. `linear` and `readout` are one op with a hand-written backward rather
 than `scale_bwd` / `scale_fwd` around a differentiated matmul (the two give the same numbers,
@@ -52,15 +55,24 @@ def _fans(x, w, name):
     return fan_in, fan_out
 
 
+def _native(fp8):
+    runs_native = getattr(fp8, "runs_native", None)
+    return runs_native is not None and runs_native()
+
+
 def _product(a, b, fp8):
     if fp8 is None:
         return ops.matmul(a, b)
+    if _native(fp8):
+        return fp8.matmul(a, b)
     return fp8.cast_gradient(ops.matmul(fp8.cast_forward(a), fp8.cast_forward(b)))
 
 
 def _scaled_product(x, w, out_scale, grad_in_scale, grad_w_scale, fp8):
     """`out_scale * (x @ w)` whose backward gives `x` the gradient `grad_in_scale * g @ w.T`
     and `w` the gradient `grad_w_scale * x.T @ g` (see the module docstring)."""
+    if fp8 is not None and _native(fp8):
+        return fp8.scaled_matmul(x, w, out_scale, grad_in_scale, grad_w_scale)
     if fp8 is not None:
         x, w = fp8.cast_forward(x), fp8.cast_forward(w)
     y = _scaled_matmul(x, w, out_scale, grad_in_scale, grad_w_scale)
