@@ -90,6 +90,10 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
     ((3, 1, 32), (3, 2, 10, 2, 16))
     """
 
+    # Self-attention without biases or FP8 projects q, k and v with one matmul on the
+    # concatenated kernels (same scales, same numbers up to float rounding).
+    _fuse_projections = True
+
     def __init__(
         self,
         num_heads,
@@ -210,6 +214,36 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
         y = uops.linear(x, kernel, bias, constraint=self.constraint, fp8=self.fp8)
         return ops.reshape(y, ops.shape(y)[:-1] + (self.num_heads, head_dim))
 
+    def _fusable_projections(self):
+        """Whether self-attention's three projections can run as one matmul with the same
+        numbers: no biases, no FP8 simulation, and a constraint under which a projection's
+        scales do not depend on its output width (`to_output_scale`: `fan_in ** -0.5` for the
+        output and the input gradient alike)."""
+        return (
+            self._fuse_projections
+            and self.query_bias is None
+            and self.key_bias is None
+            and self.fp8 is None
+            and self.constraint == "to_output_scale"
+        )
+
+    def _project_self(self, x):
+        """Query, key and value of `x` from one `linear` on the concatenated kernels: one
+        larger matmul forward, one for the input gradient (the sum of the three) and one for
+        the weight gradients, where separate projections take three of each."""
+        kernels = [self.kernel_value(f"{n}_kernel") for n in ("query", "key", "value")]
+        widths = [int(k.shape[-1]) for k in kernels]
+        y = uops.linear(
+            x, ops.concatenate(kernels, axis=-1), constraint=self.constraint, fp8=self.fp8
+        )
+        q, k, v = ops.split(y, [widths[0], widths[0] + widths[1]], axis=-1)
+        heads = ops.shape(y)[:-1] + (self.num_heads,)
+        return (
+            ops.reshape(q, heads + (self.key_dim,)),
+            ops.reshape(k, heads + (self.key_dim,)),
+            ops.reshape(v, heads + (self.value_dim,)),
+        )
+
     def _rotate(self, x, start_index):
         if self.rotary_max_wavelength is None:
             return x
@@ -230,14 +264,24 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
         cache=None,
         cache_update_index=None,
     ):
+        self_attention = key is None and value is query
         if key is None:
             key = value
             key_mask = None
         start = 0 if cache_update_index is None else cache_update_index
-        q = self._project(query, "query_kernel", self.query_bias, self.key_dim)
-        q = self._rotate(q, start)
+        if cache is None and cache_update_index is None and self_attention and (
+            self._fusable_projections()
+        ):
+            q, k, v = self._project_self(query)
+            q, k = self._rotate(q, 0), self._rotate(k, 0)
+        else:
+            q = self._project(query, "query_kernel", self.query_bias, self.key_dim)
+            q = self._rotate(q, start)
+            k = v = None
 
-        if cache is None:
+        if k is not None:
+            pass  # projected with the query
+        elif cache is None:
             if cache_update_index is not None:
                 raise ValueError(
                     "`cache_update_index` needs a `cache`; received cache=None and "

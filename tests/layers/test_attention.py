@@ -7,6 +7,8 @@ import keras_unitscale as ku
 from roundtrip import assert_config_roundtrip, assert_keras_roundtrip
 from scale_utils import assert_unit, layer_stds, normal
 
+from keras_unitscale.backend import layer_vjp
+
 
 def np_(x):
     return ops.convert_to_numpy(x)
@@ -104,6 +106,41 @@ def test_cached_decoding_matches_full_pass(rotary):
     # A static cache (no update index) reuses the projected keys/values as they are.
     out, same = layer(x[:, 7:8], x[:, :1], use_causal_mask=True, cache=cache)
     np.testing.assert_allclose(np_(same), np_(cache))
+
+
+class _SelfAttend(keras.layers.Layer):
+    def __init__(self, attention, **kwargs):
+        super().__init__(**kwargs)
+        self.attention = attention
+
+    def call(self, x):
+        return self.attention(x, x, use_causal_mask=True)
+
+
+def test_self_attention_projects_qkv_in_one_matmul_with_the_same_numbers():
+    # The fused projection (one matmul on the concatenated kernels) against three separate
+    # ones: output, input gradient and every kernel gradient.
+    x = normal((2, 8, 16), seed=3)
+    fused, separate = (
+        ku.layers.MultiHeadAttention(
+            num_heads=2, key_dim=8, use_bias=False, rotary_max_wavelength=100
+        )
+        for _ in range(2)
+    )
+    separate._fuse_projections = False
+    for layer in (fused, separate):
+        layer(x, x)
+    separate.set_weights(fused.get_weights())
+    calls = []
+    project = fused._project_self
+    fused._project_self = lambda t: calls.append(1) or project(t)
+    results = [layer_vjp(_SelfAttend(layer), x) for layer in (fused, separate)]
+    assert calls, "self-attention did not take the fused projection"
+    upstream = normal(tuple(results[0][0].shape), seed=4)
+    (out_f, pull_f), (out_s, pull_s) = results
+    np.testing.assert_allclose(np_(out_f), np_(out_s), rtol=1e-5, atol=1e-6)
+    for g_f, g_s in zip(pull_f(upstream), pull_s(upstream)):
+        np.testing.assert_allclose(np_(g_f), np_(g_s), rtol=1e-5, atol=1e-6)
 
 
 def test_roundtrips(tmp_path):
