@@ -4,6 +4,16 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Most of the suite's time on JAX is XLA compiling hundreds of small programs (every eager op
+# on a new shape is one). LLVM's optimisation level 0 compiles them about a quarter faster
+# (tests/models/test_text_classifier.py and test_padding_invariance.py, one process: 215 s ->
+# 165 s of CPU time). The same HLO runs, less optimised; at most the last bits of a rounding
+# can differ (fused multiply-adds), which every tolerance here allows. Child processes
+# inherit it. TensorFlow's tests took the same time either way. Benchmarks do not set it.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+    ).strip()
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
@@ -38,3 +48,28 @@ def _fresh_keras_state():
     keras.utils.set_random_seed(0)
     yield
     keras.config.set_dtype_policy("float32")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "backend_independent: the test's outcome cannot depend on KERAS_BACKEND (it runs its "
+        "own child process with a fixed backend, say); it runs in the JAX pass of `make test` "
+        "only, not once per backend",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if keras.backend.backend() == "jax":
+        return
+    once = [item for item in items if item.get_closest_marker("backend_independent")]
+    if once:
+        config.hook.pytest_deselected(items=once)
+        items[:] = [item for item in items if not item.get_closest_marker("backend_independent")]
+        config._backend_independent_deselected = len(once)
+
+
+def pytest_report_collectionfinish(config, start_path, items):
+    count = getattr(config, "_backend_independent_deselected", 0)
+    if count:
+        return f"{count} backend-independent tests deselected: they run in the JAX pass"

@@ -1,6 +1,7 @@
 """`import keras_unitscale` on JAX loads neither TensorFlow nor keras-hub nor tensorflow-text;
 building, compiling and calling models does not either; the text and export paths load them on
-first use. One child process with `KERAS_BACKEND=jax` (whatever backend runs the suite)."""
+first use. One child process with `KERAS_BACKEND=jax` (whatever backend runs the suite), so
+the module runs in the JAX pass of `make test` only."""
 
 import json
 import os
@@ -8,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+
+pytestmark = pytest.mark.backend_independent
 
 HEAVY = ("tensorflow", "keras_hub", "tensorflow_text")
 

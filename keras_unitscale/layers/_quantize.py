@@ -151,7 +151,7 @@ class QuantizableKernels:
         self.quantization_config = config
         for name in self._kernel_specs:
             values = ops.convert_to_numpy(getattr(self, name)).astype("float32")
-            delattr(self, name)
+            _drop_variable(self, name)
             setattr(self, name, self._quantized_variables(name, mode, block))
             self._assign_quantized(name, values, mode, block)
         if self.dtype_policy.quantization_mode is None:
@@ -189,3 +189,13 @@ class QuantizableKernels:
 
     def _int4_call(self, *args, **kwargs):
         return self.call(*args, **kwargs)
+
+
+def _drop_variable(layer, name):
+    """`del layer.<name>` for a variable, without the `gc.collect()` that Keras'
+    `Layer.__delattr__` runs after each one (a second or more per variable in a process with a
+    large heap: most of the time of quantising a small model). `quantize_model` collects once,
+    after every layer is done, so the float buffers are still freed before it returns."""
+    layer._untrack_variable(getattr(layer, name))
+    super(keras.layers.Layer, layer).__delattr__(name)
+

@@ -10,6 +10,7 @@ left alone, where plain Keras would stop at an unbuilt tokenizer), and a record
 saved values are loaded into them.
 """
 
+import gc
 from collections.abc import Callable
 
 import keras
@@ -59,6 +60,9 @@ def quantize_model(model, mode=None, config=None, filters=None, **kwargs):
         return id(layer) in ids and should_quantize_layer(layer, filters)
 
     keras.Model.quantize(model, mode, config=config, filters=wanted, **kwargs)
+    # The layers dropped their float kernels without collecting after each (see
+    # `layers._quantize._drop_variable`): free those buffers now, once.
+    gc.collect()
     # Compiled decoding functions captured the float variables.
     if getattr(model, "_generate_functions", None):
         model._generate_functions = []

@@ -104,9 +104,13 @@ def call(loaded, payload):
     return results
 
 
-def saved_model_cli(directory):
+def _run_saved_model_cli(*arguments):
+    from absl import flags
+
+    # Its flags are module state: one left from the previous run would stay set.
+    flags.FLAGS.unparse_flags()
     script = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    argv, sys.argv = sys.argv, ["saved_model_cli", "show", "--all", "--dir", directory]
+    argv, sys.argv = sys.argv, ["saved_model_cli", *arguments]
     printed = io.StringIO()
     try:
         with contextlib.redirect_stdout(printed):
@@ -117,6 +121,19 @@ def saved_model_cli(directory):
     finally:
         sys.argv = argv
     return printed.getvalue()
+
+
+def saved_model_cli(directory, signatures):
+    """`saved_model_cli show` of the serving tag-set's keys, then of each signature.
+
+    (`show --all` also reloads the whole model to list its concrete functions, which takes as
+    long as the load above and prints nothing a model server reads.)
+    """
+    printouts = [_run_saved_model_cli("show", "--dir", directory, "--tag_set", "serve")]
+    for signature in signatures:
+        printouts.append(_run_saved_model_cli(
+            "show", "--dir", directory, "--tag_set", "serve", "--signature_def", signature))
+    return "\n".join(printouts)
 
 
 def main(jobs_path, results_path):
@@ -133,7 +150,7 @@ def main(jobs_path, results_path):
         loaded = tf.saved_model.load(job["directory"])
         results.append({
             "outputs": [call(loaded, payload) for payload in job["payloads"]],
-            "cli": saved_model_cli(job["directory"]),
+            "cli": saved_model_cli(job["directory"], sorted(loaded.signatures)),
             "ops": types,
             "unregistered": sorted(set(types) - registered(types)),
             "outside_core_and_tf_text": sorted(set(types) - core_registered - tf_text_ops),

@@ -132,12 +132,12 @@ def _check_outputs(where, outputs, expected):
 
 def _check_cli(where, printout, payloads):
     for signature in {payload["signature_name"] for payload in payloads}:
-        assert f"signature_def['{signature}']" in printout, (where, signature)
-    assert "dtype: DT_INT32" in printout and "shape: (-1, -1)" in printout, where
+        assert f'SignatureDef key: "{signature}"' in printout, (where, signature)
+    assert "dtype: DT_INT32\n      shape: (-1, -1)" in printout, where
     if "generate" in printout:
-        assert "inputs['max_length'] tensor_info:\n        dtype: DT_INT32\n        shape: ()" \
+        assert "inputs['max_length'] tensor_info:\n      dtype: DT_INT32\n      shape: ()" \
             in printout, where
-    assert "dtype: DT_STRING\n        shape: (-1)" in printout, where
+    assert "dtype: DT_STRING\n      shape: (-1)" in printout, where
 
 
 def test_every_export_serves_without_keras(tmp_path):
