@@ -37,6 +37,16 @@ compute dtype is looked up by name (`--peak-tflops` to give it), on a CPU only w
 alone for 3 steps in a process of its own, whose peak (`memory_stats()["peak_bytes_in_use"]`
 on JAX, `get_memory_info("GPU:0")["peak"]` on TensorFlow) is then that step's. CPUs have no
 such counter.
+
+`--compiled-memory` (JAX, any device, CPUs included) replaces the timings by what XLA's
+compiler plans for each model's compiled training step (`jax.jit(model.train_step,
+donate_argnums=0)`, as `fit` runs it): its temporary buffers (activations kept for the
+backward pass, gradients, workspace; `memory_analysis().temp_size_in_bytes`), beside the
+weights and optimizer state it takes. Nothing is run, so GPT-2-small's vocabulary costs only
+compile time; the temporaries are also given in units of one float32 `[tokens, vocabulary]`
+logits tensor, the buffer a lean readout and loss hold as few of as they can:
+
+    .venv/bin/python benchmarks/causal_lm.py --backend jax --vocab 50257 --compiled-memory
 """
 
 import argparse
@@ -187,12 +197,50 @@ def _measure_memory(args):
             "peak_bytes": peak_memory_bytes()}
 
 
+def compiled_train_memory(model, x, y):
+    """`{"temp_bytes", "argument_bytes"}` XLA plans for `model`'s jitted training step on
+    `(x, y)` (JAX only): compiled, never run."""
+    import jax
+
+    data = (x, y, None)
+    model._symbolic_build(data_batch=data)
+    model.optimizer.build(model.trainable_variables)
+    state = model._get_jax_state(
+        trainable_variables=True, non_trainable_variables=True, optimizer_variables=True,
+        metrics_variables=True, purge_model_variables=False,
+    )
+    compiled = jax.jit(model.train_step, donate_argnums=0).lower(state, data).compile()
+    analysis = compiled.memory_analysis()
+    return {"temp_bytes": int(analysis.temp_size_in_bytes),
+            "argument_bytes": int(analysis.argument_size_in_bytes)}
+
+
+def _measure_compiled_memory(args):
+    import keras
+    import numpy as np
+
+    keras.config.set_dtype_policy(args.dtype_policy)
+    result = {"backend": keras.backend.backend(), "dtype_policy": args.dtype_policy,
+              "logits_bytes": 4 * args.batch * args.seq * args.vocab}
+    if keras.backend.backend() != "jax":
+        return dict(result, compiled_memory=None)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, args.vocab, (args.batch, args.seq + 1)).astype("int32")
+    x = {"token_ids": ids[:, :-1], "padding_mask": np.ones((args.batch, args.seq), "int32")}
+    result["compiled_memory"] = {
+        who: compiled_train_memory(model, x, ids[:, 1:]) for who, model in _models(args).items()
+    }
+    return result
+
+
 def _measure(args):
     import keras
     import numpy as np
 
     if args.memory_of:
         return _measure_memory(args)
+    if args.compiled_memory:
+        return _measure_compiled_memory(args)
     keras.config.set_dtype_policy(args.dtype_policy)
     models = _models(args)
     rng = np.random.default_rng(0)
@@ -262,6 +310,9 @@ def main():
     parser.add_argument("--memory", action="store_true",
                         help="also the peak device memory of each model's training step, "
                              "each trained alone in its own process (GPUs only)")
+    parser.add_argument("--compiled-memory", action="store_true",
+                        help="instead of timing: the temporary memory XLA plans for each "
+                             "model's compiled training step (JAX; CPUs too)")
     parser.add_argument("--memory-of", choices=["ours", "keras_hub"], help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -270,11 +321,25 @@ def main():
         return
     keys = ["vocab", "layers", "heads", "hidden", "seq", "batch", "prompt", "steps", "rounds",
             "dtype_policy", "peak_tflops"]
+    shape = (f"vocab {args.vocab}, {args.layers} layers, width {args.hidden}, "
+             f"{args.heads} heads, batch {args.batch}, seq {args.seq}")
+    if args.compiled_memory:
+        for r in measure_in_children(__file__, args.backend or ["jax"],
+                                     options_of(args, keys) + ["--compiled-memory"]):
+            m = r["compiled_memory"]
+            if m is None:
+                print(f"  compiled {r['backend']:>10}: not available (JAX only)")
+                continue
+            ours, theirs = m["ours"]["temp_bytes"], m["keras_hub"]["temp_bytes"]
+            print(f"  compiled {r['backend']:>10}: temporary memory of a training step, ours "
+                  f"{ours / 2**20:,.1f} MiB ({ours / r['logits_bytes']:.2f} float32 logits), "
+                  f"keras_hub {theirs / 2**20:,.1f} MiB ({theirs / r['logits_bytes']:.2f}), "
+                  f"ratio {ours / theirs:.3f} ({shape}, {r['dtype_policy']})")
+            print(json.dumps(r))
+        return
     for r in measure_in_children(__file__, args.backend or ["tensorflow", "jax"],
                                  options_of(args, keys)
                                  + ([] if args.generate else ["--no-generate"])):
-        shape = (f"vocab {args.vocab}, {args.layers} layers, width {args.hidden}, "
-                 f"{args.heads} heads, batch {args.batch}, seq {args.seq}")
         for kind in ("train", "generate"):
             m = r[kind]
             if m is None:
