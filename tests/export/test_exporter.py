@@ -19,16 +19,17 @@ from keras_unitscale import serving
 from keras_unitscale.export import export_task
 from keras_unitscale.models.backbones import LSTMBackbone, TransformerEncoderBackbone
 from keras_unitscale.models.causal_lm import CausalLM
+from keras_unitscale.models.seq2seq_backbone import Seq2SeqBackbone
+from keras_unitscale.models.seq2seq_lm import Seq2SeqLM
 from keras_unitscale.models.text_classifier import TextClassifier
-from keras_unitscale.preprocessors import TextClassifierPreprocessor
-from keras_unitscale.tokenizers import JiebaTokenizer, train_word_piece
+from keras_unitscale.preprocessors import Seq2SeqLMPreprocessor, TextClassifierPreprocessor
+from keras_unitscale.tokenizers import CharacterTokenizer, JiebaTokenizer, train_word_piece
 from presets.tiny_models import (
     EN,
     ZH,
     causal_lm_preprocessor,
     tiny_causal_lm,
     tiny_classifier,
-    tiny_seq2seq_lm,
 )
 
 CHECKER = os.path.join(os.path.dirname(__file__), "load_without_keras.py")
@@ -54,6 +55,18 @@ def _lstm_causal_lm():
     return CausalLM(backbone, preprocessor)
 
 
+def _translator():
+    """The `zh_en_translator` preset's kind: characters in, WordPiece out (untied readout)."""
+    decoder_tokenizer = train_word_piece(EN * 4, 40)
+    preprocessor = Seq2SeqLMPreprocessor(CharacterTokenizer.from_corpus(ZH), decoder_tokenizer,
+                                         8, 8)
+    backbone = Seq2SeqBackbone(
+        preprocessor.tokenizer.vocabulary_size(), num_layers=1, num_heads=2, hidden_dim=8,
+        intermediate_dim=16, max_sequence_length=8,
+        decoder_vocabulary_size=decoder_tokenizer.vocabulary_size())
+    return Seq2SeqLM(backbone, preprocessor, tie_weights=False)
+
+
 def _int8_lstm_causal_lm():
     """An LSTM LM after `quantize("int8")`: its export serves the quantised weights."""
     task = _lstm_causal_lm()
@@ -68,7 +81,7 @@ TASKS = {
     "transformer_causal_lm": (tiny_causal_lm, ZH),
     "lstm_causal_lm": (_lstm_causal_lm, ZH),
     "int8_lstm_causal_lm": (_int8_lstm_causal_lm, ZH),
-    "seq2seq_lm": (tiny_seq2seq_lm, {"encoder_text": ZH, "decoder_text": EN}),
+    "seq2seq_lm": (_translator, {"encoder_text": ZH, "decoder_text": EN}),
 }
 
 
