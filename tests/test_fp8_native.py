@@ -351,8 +351,6 @@ def _export_and_serve(model, x, path):
     return np.asarray(loaded.serve(tf.constant(x)))
 
 
-@pytest.mark.skipif(JAX, reason="CI time: on JAX the same model exports through jax2tf "
-                    "(tests/export covers it); the FP8 fall-back it runs is tested above")
 def test_export_of_a_native_saved_model_trained_in_simulation(tmp_path):
     x, y = _rng_inputs((8, 16), (8, 4), seed=7)
     # Saved with native FP8 settings, loaded here (the simulation where there is no FP8
