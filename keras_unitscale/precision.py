@@ -35,6 +35,7 @@ functions (`train_function`, `test_function`, `predict_function`) so Keras trace
 the next call; a step function of your own (`tf.function`, `jax.jit`) must be re-created.
 """
 
+from keras_unitscale._records import layers_outside, record_by_path, recorded_layers
 from keras_unitscale.ops.formats import FP8Simulation, attach_fp8, fp8_from_config, fp8_to_config
 from keras_unitscale.ops.fp8_native import FP8Native, fp8_hardware, require_fp8_hardware
 
@@ -250,9 +251,7 @@ RECORD_KEY = "fp8_layers"
 
 
 def _layers_outside(model, skip):
-    skipped = {id(layer) for other in skip if other is not None
-               for layer in other._flatten_layers(include_self=True, recursive=True)}
-    return [layer for layer in _fp8_layers(model) if id(layer) not in skipped]
+    return [layer for layer in layers_outside(model, skip) if hasattr(layer, "fp8")]
 
 
 def fp8_record(model, skip=()):
@@ -269,17 +268,10 @@ def fp8_record(model, skip=()):
     >>> sorted(fp8_record(enable_fp8(model, mode="simulate", keep=())))
     ['net/d']
     """
-    record = {}
-    for layer in _layers_outside(model, skip):
-        if layer.fp8 is None:
-            continue
-        if not layer.path or layer.path in record:
-            raise ValueError(
-                f"Cannot record the FP8 setting of layer {layer.name!r}: its path "
-                f"{layer.path!r} is not unique in {model.name!r}."
-            )
-        record[layer.path] = fp8_to_config(layer.fp8)
-    return record
+    return record_by_path(
+        model, _layers_outside(model, skip),
+        lambda layer: None if layer.fp8 is None else fp8_to_config(layer.fp8), "FP8 setting",
+    )
 
 
 def restore_fp8(model, record, skip=()):
@@ -288,18 +280,9 @@ def restore_fp8(model, record, skip=()):
     simulation when it runs (see the module docstring)."""
     if not record:
         return model
-    if not isinstance(record, dict):
-        raise ValueError(
-            f"`{RECORD_KEY}` must be a dict of layer path to FP8 setting; received "
-            f"{record!r:.80}."
-        )
-    layers = {layer.path: layer for layer in _layers_outside(model, skip)}
-    missing = sorted(set(record) - set(layers))
-    if missing:
-        raise ValueError(
-            f"`{RECORD_KEY}` names layers that {model.name!r} does not have: {missing[:5]}."
-        )
-    for path, config in record.items():
-        attach_fp8(layers[path], fp8_from_config(config))
+    for layer, config in recorded_layers(
+        model, _layers_outside(model, skip), record, RECORD_KEY, "FP8 setting"
+    ):
+        attach_fp8(layer, fp8_from_config(config))
     _reset_step_functions(model)
     return model

@@ -26,7 +26,11 @@ keeps no more and is faster on CPUs.
 import keras
 from keras import ops
 
-from keras_unitscale.backend import custom_gradient, num_replicas_in_sync
+from keras_unitscale.backend import (
+    custom_gradient,
+    has_fused_float32_cross_entropy,
+    num_replicas_in_sync,
+)
 from keras_unitscale.ops.scale import leading_size, scale_bwd, static_scale
 
 
@@ -53,7 +57,7 @@ def per_token_cross_entropy(labels, logits, count=None):
     scale = logit_grad_scale(int(vocab), count)
     if (
         keras.backend.standardize_dtype(logits.dtype) == "float32"
-        and keras.backend.backend() == "tensorflow"
+        and has_fused_float32_cross_entropy()
     ):
         # TensorFlow's fused kernel behind Keras' loss keeps no more than the op below, and
         # is faster on CPUs (CausalLM training 0.92x KerasHub with the op below).

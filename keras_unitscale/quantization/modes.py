@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import keras
 
+from keras_unitscale._records import layers_outside, record_by_path, recorded_layers
+
 RECORD_KEY = "quantized_layers"
 
 
@@ -27,12 +29,8 @@ def _has_quantize(layer):
 
 
 def _leaves(model, skip=()):
-    skipped = {id(layer) for other in skip if other is not None
-               for layer in other._flatten_layers()}
-    for layer in model._flatten_layers():
-        if id(layer) in skipped or len(list(layer._flatten_layers())) != 1:
-            continue
-        yield layer
+    return [layer for layer in layers_outside(model, skip)
+            if len(list(layer._flatten_layers())) == 1]
 
 
 def quantize_model(model, mode=None, config=None, filters=None, **kwargs):
@@ -70,17 +68,11 @@ def quantize_model(model, mode=None, config=None, filters=None, **kwargs):
 
 def quantized_layers(model, skip=()):
     """`{path: dtype policy name}` of `model`'s quantised layers (outside `skip`)."""
-    record = {}
-    for layer in _leaves(model, skip):
-        if layer.quantization_mode is None:
-            continue
-        if not layer.path or layer.path in record:
-            raise ValueError(
-                f"Cannot record the quantisation of layer {layer.name!r}: its path "
-                f"{layer.path!r} is not unique in {model.name!r}."
-            )
-        record[layer.path] = layer.dtype_policy.name
-    return record
+    return record_by_path(
+        model, _leaves(model, skip),
+        lambda layer: None if layer.quantization_mode is None else layer.dtype_policy.name,
+        "quantisation",
+    )
 
 
 def restore_quantization(model, record, skip=()):
@@ -88,18 +80,9 @@ def restore_quantization(model, record, skip=()):
     recorded policies; the values are those the caller loads next."""
     if not record:
         return
-    if not isinstance(record, dict):
-        raise ValueError(
-            f"`{RECORD_KEY}` must be a dict of layer path to dtype policy name; received "
-            f"{record!r:.80}."
-        )
-    layers = {layer.path: layer for layer in _leaves(model, skip)}
-    missing = sorted(set(record) - set(layers))
-    if missing:
-        raise ValueError(
-            f"`{RECORD_KEY}` names layers that {model.name!r} does not have: {missing[:5]}."
-        )
-    for path, name in record.items():
+    for layer, name in recorded_layers(
+        model, _leaves(model, skip), record, RECORD_KEY, "dtype policy name"
+    ):
         policy = keras.dtype_policies.get(name)
         mode = policy.quantization_mode
         config = None
@@ -107,6 +90,6 @@ def restore_quantization(model, record, skip=()):
             config = keras.quantizers.Int4QuantizationConfig(
                 block_size=getattr(policy, "block_size", None)
             )
-        layers[path].quantize(mode, config=config)
+        layer.quantize(mode, config=config)
     if getattr(model, "_generate_functions", None):
         model._generate_functions = []
