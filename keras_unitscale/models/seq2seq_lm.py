@@ -148,13 +148,10 @@ class Seq2SeqLM(GenerativeTask):
         preprocessor = self.preprocessor
         if max_length is None:
             max_length = preprocessor.decoder_sequence_length
-        prefix = 1  # [START]
-        if "decoder_text" in prompts:
-            ids = preprocessor.decoder_tokenizer(prompts["decoder_text"])
-            prefix += max(len(row) for row in ids)
-        max_length = check_max_length(
-            max_length, prefix, self.backbone.max_sequence_length
-        )
+        # [START] and one position to generate are all a decoder prompt needs: a longer one
+        # keeps its end (the preprocessor cuts it, as CausalLM does), and a source longer
+        # than the encoder's length is cut as in training.
+        max_length = check_max_length(max_length, 1, self.backbone.max_sequence_length)
         return preprocessor.generate_preprocess(prompts, decoder_sequence_length=max_length)
 
     def _generate_outputs(self, outputs, inputs, strip_prompt):

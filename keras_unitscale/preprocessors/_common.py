@@ -50,6 +50,16 @@ def check_text(x, name):
         raise TypeError(f"`{name}` must be a string or a batch of strings; received {x!r:.80}.")
 
 
+def keep_last(ids, count):
+    """The last `count` ids of each tokenized prompt: a ragged or dense batch, one prompt's
+    ids, or Python lists (what a tokenizer returns on either workflow)."""
+    if hasattr(ids, "row_splits") or hasattr(ids, "shape") and len(ids.shape) == 2:
+        return ids[:, -count:]
+    if hasattr(ids, "shape"):
+        return ids[-count:]
+    return [row[-count:] for row in ids]
+
+
 def to_weights(mask, use_tf):
     """Boolean padding mask -> float32 sample weights, in the path's own tensor type."""
     return tf.cast(mask, "float32") if use_tf else keras.ops.cast(mask, "float32")

@@ -146,15 +146,8 @@ class CausalLMPreprocessor(keras_hub.models.Preprocessor):
             check_text(x, "x")
         length = sequence_length or self.sequence_length
         room = max(length - 1 - int(bool(self.add_start_token)), 1)
-        ids = self.tokenizer(x)
-        if hasattr(ids, "row_splits") or hasattr(ids, "shape") and len(ids.shape) == 2:
-            ids = ids[:, -room:]  # a batch (ragged, or dense)
-        elif hasattr(ids, "shape"):
-            ids = ids[-room:]  # one prompt
-        else:
-            ids = [row[-room:] for row in ids]
         token_ids, padding_mask = self.packer(
-            ids,
+            _common.keep_last(self.tokenizer(x), room),
             sequence_length=length,
             add_start_value=self.add_start_token,
             add_end_value=False,

@@ -141,6 +141,9 @@ class Seq2SeqLMPreprocessor(keras_hub.models.Preprocessor):
         `x` is source text (the decoder prompt is then empty) or a dict with `encoder_text`
         and optionally `decoder_text` (a prefix to continue). The decoder gets no `[END]`.
         Returns the four-key dict of `call`'s `x`, padded to the given or configured lengths.
+        A source longer than the encoder's length is cut as in training (its start kept, then
+        `[END]`); a decoder prompt too long to leave a position to generate keeps its end:
+        the last `decoder_sequence_length - 2` tokens after `[START]`.
         """
         if not self.built:
             self.build(None)
@@ -152,9 +155,10 @@ class Seq2SeqLMPreprocessor(keras_hub.models.Preprocessor):
         encoder_ids, encoder_mask = self._encode(
             encoder_text, encoder_sequence_length or self.encoder_sequence_length
         )
+        length = decoder_sequence_length or self.decoder_sequence_length
         decoder_ids, decoder_mask = self.decoder_packer(
-            self.decoder_tokenizer(decoder_text),
-            sequence_length=decoder_sequence_length or self.decoder_sequence_length,
+            _common.keep_last(self.decoder_tokenizer(decoder_text), max(length - 2, 1)),
+            sequence_length=length,
             add_end_value=False,
         )
         return {

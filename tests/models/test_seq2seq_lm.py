@@ -58,6 +58,30 @@ def test_decoder_prefix_is_continued(trained):
     assert isinstance(model.generate("我爱猫"), str)
 
 
+def test_long_prompts_are_cut_as_keras_hub_cuts_them(trained):
+    """A decoder prompt too long for `max_length` keeps its end (`[START]`, the last
+    `max_length - 2` tokens, one to generate), as CausalLM's; a source longer than the encoder
+    keeps its start and `[END]`, as in training. Neither is an error."""
+    model, _, _ = trained
+    packed = model.preprocessor.generate_preprocess(
+        {"encoder_text": ["我们去学校我爱猫你好"], "decoder_text": ["we go to school"]},
+        decoder_sequence_length=6,
+    )
+    tokenizer = model.preprocessor.decoder_tokenizer
+    ids = keras.ops.convert_to_numpy(packed["decoder_token_ids"])[0].tolist()
+    assert ids[:5] == [tokenizer.start_token_id] + tokenizer(["hool"])[0]
+    encoder_ids = keras.ops.convert_to_numpy(packed["encoder_token_ids"])[0].tolist()
+    source = model.preprocessor.tokenizer(["我们去学校我"])[0]
+    assert encoder_ids == [model.preprocessor.tokenizer.start_token_id] + source + [
+        model.preprocessor.tokenizer.end_token_id]
+    long = {"encoder_text": ["我们去学校我爱猫你好", "你好"],
+            "decoder_text": ["we go to school", "hello"]}
+    cut = {"encoder_text": ["我们去学校我", "你好"], "decoder_text": ["hool", "hello"[-4:]]}
+    out = model.generate(long, max_length=6, strip_prompt=True)
+    assert out == model.generate(cut, max_length=6, strip_prompt=True)
+    assert all(len(t) <= 1 for t in out), out  # one position generated (or [END])
+
+
 def test_untied_readout_has_its_own_kernel():
     tied, untied = _model(), _model(tie_weights=False)
     assert len(untied.weights) == len(tied.weights) + 1
@@ -92,7 +116,9 @@ def test_bad_input(trained):
     with pytest.raises(ValueError, match="same length"):
         model.generate({"encoder_text": ["我", "你"], "decoder_text": ["we"]})
     with pytest.raises(ValueError, match="longer than the longest prompt"):
-        model.generate({"encoder_text": ["我"], "decoder_text": ["we go to"]}, max_length=6)
+        model.generate("我", max_length=1)  # not even [START] and one token
+    with pytest.raises(ValueError, match="exceeds the 20 positions"):
+        model.generate("我", max_length=21)
     with pytest.raises(ValueError, match="must hold strings"):
         model.generate([1, 2])
     with pytest.raises(ValueError, match="pass only `x`"):
