@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_unitscale import ops as uops
-from keras_unitscale.layers import _weights
+from keras_unitscale.layers import _keras_arguments, _weights
 from keras_unitscale.layers._quantize import QuantizableKernels
 from keras_unitscale.ops.formats import attach_fp8, for_matmul, fp8_from_config, fp8_to_config
 from keras_unitscale.layers._validation import positive_int, positive_number
@@ -55,6 +55,14 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
             wavelength are applied to queries and keys (positions start at the cache index).
         seed: seed of the dropout.
         attention_axes: `None` only (the sequence axis); other axes are refused.
+        sliding_window: as in Keras, `None` or a positive int `w`: each query attends only
+            to keys less than `w` positions away (combine with `use_causal_mask` for a causal
+            window). The output scale follows the keys each query really attends to.
+        flash_attention: as in Keras: `None` picks the fused kernel where it serves (cuDNN
+            flash attention under JAX on NVIDIA GPUs), `True` always takes the fused path
+            (no dropout, no returned scores), `False` the einsum path. Same function.
+        use_gate: `False` only: Keras' gated attention multiplies the output by a sigmoid
+            gate of RMS about 0.54, whose scale is not derived here.
         kernel_initializer, bias_initializer: default N(0, 1) and zeros; an initializer that
             does not draw unit-variance weights is warned about (see `Dense`).
         kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint,
@@ -110,6 +118,8 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
         rotary_max_wavelength=None,
         seed=None,
         attention_axes=None,
+        sliding_window=None,
+        flash_attention=None,
         kernel_initializer=None,
         bias_initializer="zeros",
         kernel_regularizer=None,
@@ -119,6 +129,12 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
         **kwargs,
     ):
         fp8 = kwargs.pop("fp8", None)  # a saved FP8 setting (keras_unitscale.precision)
+        _keras_arguments.refuse(kwargs, "MultiHeadAttention", {
+            "use_gate": "gated attention multiplies the attention output by "
+            "`sigmoid(query @ w_gate)`, of RMS about 0.54 for unit-normal logits, and the "
+            "gate's scale and gradient rule are not derived here (the output would start "
+            "about half of unit scale).",
+        })
         super().__init__(**kwargs)
         if attention_axes not in (None, 1, -2, (1,), (-2,), [1], [-2]):
             raise ValueError(
@@ -156,6 +172,20 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
         self.rotary_max_wavelength = rotary_max_wavelength
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if self.dropout > 0 else None
+        if sliding_window is not None:
+            sliding_window = positive_int(sliding_window, "sliding_window")
+        self.sliding_window = sliding_window
+        if flash_attention not in (None, True, False):
+            raise ValueError(
+                f"`flash_attention` must be None, True or False; received {flash_attention!r}."
+            )
+        if flash_attention and self.dropout > 0:
+            raise ValueError(
+                "`flash_attention=True` cannot apply dropout to the attention probabilities "
+                f"(the fused kernel never materialises them); received dropout={dropout!r}. "
+                "Set dropout=0.0 or flash_attention=None."
+            )
+        self.flash_attention = flash_attention
         self.supports_masking = True
         # FP8 setting (see keras_unitscale.ops.linear, keras_unitscale.precision), or None.
         attach_fp8(self, fp8_from_config(fp8))
@@ -311,7 +341,7 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
             q,
             k,
             v,
-            mask=mask,
+            mask=self._sliding_window_mask(mask, q.shape[1], k.shape[1], start),
             is_causal=use_causal_mask,
             query_offset=start,
             mult=self.mult,
@@ -321,6 +351,7 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
             value_bias=None
             if self.value_bias is None
             else ops.reshape(self.value_bias, (self.num_heads, self.value_dim)),
+            implementation=self._implementation(return_attention_scores),
         )
         out, scores = out if return_attention_scores else (out, None)
         out = ops.reshape(out, ops.shape(out)[:-2] + (self.num_heads * self.value_dim,))
@@ -332,6 +363,27 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
             (cache,) if cache is not None else ()
         )
         return results[0] if len(results) == 1 else results
+
+    def _sliding_window_mask(self, mask, query_length, key_length, start):
+        """`mask` and Keras' band `|position(query) - position(key)| < sliding_window`
+        (`[1, T, S]`, queries at `start + i`), or `mask` without a window."""
+        if self.sliding_window is None:
+            return mask
+        i = ops.arange(query_length, dtype="int32")[:, None] + ops.cast(start, "int32")
+        j = ops.arange(key_length, dtype="int32")[None, :]
+        band = ops.less(ops.abs(i - j), self.sliding_window)[None]
+        return band if mask is None else ops.logical_and(ops.cast(mask, "bool"), band)
+
+    def _implementation(self, return_attention_scores):
+        flash = self.flash_attention
+        if flash is None:
+            flash = keras.config.is_flash_attention_enabled()
+        if flash and return_attention_scores:
+            raise ValueError(
+                "`return_attention_scores=True` needs the attention probabilities, which "
+                "`flash_attention=True` never materialises; use flash_attention=None or False."
+            )
+        return {None: None, True: "fused", False: "einsum"}[flash]
 
     def _check_cache(self, cache):
         expected = (2, None, self.num_heads, self.key_dim)
@@ -377,6 +429,8 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
             constraint=self.constraint,
             rotary_max_wavelength=self.rotary_max_wavelength,
             seed=self.seed,
+            sliding_window=self.sliding_window,
+            flash_attention=self.flash_attention,
         )
         config.update(_weights.kernel_and_bias_config(self))
         if self.fp8 is not None:

@@ -3,7 +3,7 @@
 import keras
 
 from keras_unitscale import ops as uops
-from keras_unitscale.layers import _weights
+from keras_unitscale.layers import _keras_arguments, _weights
 from keras_unitscale.layers._quantize import QuantizableKernels
 from keras_unitscale.ops.formats import attach_fp8, fp8_from_config, fp8_to_config
 from keras_unitscale.layers._validation import float_input, min_rank, positive_int
@@ -43,7 +43,9 @@ class Dense(QuantizableKernels, keras.layers.Layer):
         kernel_regularizer, bias_regularizer, activity_regularizer: as in Keras (their
             penalties are in `model.losses`).
         kernel_constraint, bias_constraint: as in Keras (applied after each optimizer step).
-        **kwargs: `name`, `dtype`, `trainable`, ...
+        **kwargs: `name`, `dtype`, `trainable`, ... Keras' `lora_rank`, `lora_alpha` and
+            `quantization_config` are accepted at their default `None` only (no LoRA
+            adapters; quantise with `quantize()`), refused otherwise with the reason.
 
     Example:
     >>> import numpy as np
@@ -70,6 +72,11 @@ class Dense(QuantizableKernels, keras.layers.Layer):
         **kwargs,
     ):
         fp8 = kwargs.pop("fp8", None)  # a saved FP8 setting (keras_unitscale.precision)
+        _keras_arguments.refuse(kwargs, "Dense", {
+            "lora_rank": _keras_arguments.LORA,
+            "lora_alpha": _keras_arguments.LORA,
+            "quantization_config": _keras_arguments.QUANTIZATION_CONFIG,
+        })
         super().__init__(**kwargs)
         _weights.set_kernel_and_bias_options(
             self, kernel_regularizer, bias_regularizer, kernel_constraint, bias_constraint

@@ -5,7 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_unitscale import ops as uops
-from keras_unitscale.layers import _weights
+from keras_unitscale.layers import _keras_arguments, _weights
 from keras_unitscale.layers._quantize import QuantizableKernels
 from keras_unitscale.ops.formats import attach_fp8, fp8_from_config, fp8_to_config
 from keras_unitscale.backend import concrete_value
@@ -27,7 +27,12 @@ class Embedding(QuantizableKernels, keras.layers.Layer):
             vectors (Keras' `uniform`, std 0.03) starts the layer off unit scale, and is
             warned about.
         embeddings_regularizer, activity_regularizer, embeddings_constraint: as in Keras.
-        **kwargs: `name`, `dtype`, ...
+        weights: as in Keras, a starting table `[input_dim, output_dim]` (pretrained
+            vectors, say); one far from unit RMS (most pretrained tables are) is warned about,
+            as it starts the layer off unit scale.
+        **kwargs: `name`, `dtype`, ... Keras' `lora_rank`, `lora_alpha` and
+            `quantization_config` are accepted at their default `None` only (no LoRA
+            adapters; quantise with `quantize()`), refused otherwise with the reason.
 
     Ids outside `[0, input_dim)` raise a `ValueError` when the layer runs eagerly (inside a
     compiled function they cannot be checked and are clipped by the backend's gather).
@@ -52,6 +57,12 @@ class Embedding(QuantizableKernels, keras.layers.Layer):
         **kwargs,
     ):
         fp8 = kwargs.pop("fp8", None)  # a saved FP8 setting (keras_unitscale.precision)
+        weights = kwargs.pop("weights", None)
+        _keras_arguments.refuse(kwargs, "Embedding", {
+            "lora_rank": _keras_arguments.LORA,
+            "lora_alpha": _keras_arguments.LORA,
+            "quantization_config": _keras_arguments.QUANTIZATION_CONFIG,
+        })
         super().__init__(**kwargs)
         self.embeddings_regularizer = _weights.regularizer(
             embeddings_regularizer, "embeddings_regularizer"
@@ -69,6 +80,12 @@ class Embedding(QuantizableKernels, keras.layers.Layer):
         self.supports_masking = self.mask_zero
         # A gather, not a matmul: kept for a uniform FP8 switch, unused.
         attach_fp8(self, fp8_from_config(fp8))
+        if weights is not None:  # as Keras: build now and start from the given table
+            self.build()
+            if not (isinstance(weights, list) and len(weights) == 1):
+                weights = [weights]
+            self.set_weights(weights)
+            _weights.warn_if_not_unit(self.embeddings, "weights", self)
 
     def build(self, input_shape=None):
         self.embeddings = self.add_kernel(
