@@ -13,6 +13,11 @@ in order and rebuilt:
   (`residual_taus`: every residual branch makes up an equal share of the final stream);
 - each `Dense` whose output reaches a model output through shape-only or activation layers
   is made a readout (`Dense(..., readout=True)`, u-muP's `1 / fan_in` rule);
+- wrappers keep their wrapping: a `Bidirectional` LSTM/GRU gets ours in both directions (its
+  `merge_mode` kept), a `TimeDistributed` layer gets ours inside; a functional or Sequential
+  model used as a layer is converted the same way, recursively (its residual taus are its
+  own equal shares; its last `Dense` is a readout only if nothing but pass-through layers
+  follows it in the outer model);
 - every other layer (pooling, `Flatten`, `Conv1D`, ...) is kept as it was: a copy with the
   same config and weights, listed in the report with the reason.
 
@@ -65,6 +70,10 @@ class ConversionReport:
         dropped_arguments: `{name: [argument, ...]}`: arguments not carried over (the
             initializers, which unit scaling replaces by N(0, 1)).
         kept: `(name, class, reason)` for each layer kept as it was (config and weights).
+        notes: `{name: note}`: what a swapped layer's kept arguments mean for its scale
+            (a `Bidirectional` that sums or averages its two unit outputs, say).
+
+    Layers inside a nested model are named `outer_model_layer/inner_layer`.
     """
 
     swapped: list = dataclasses.field(default_factory=list)
@@ -72,6 +81,7 @@ class ConversionReport:
     readouts: list = dataclasses.field(default_factory=list)
     dropped_arguments: dict = dataclasses.field(default_factory=dict)
     kept: list = dataclasses.field(default_factory=list)
+    notes: dict = dataclasses.field(default_factory=dict)
 
     def __str__(self):
         lines = [f"unit_scale: {len(self.swapped)} layers swapped, "
@@ -81,6 +91,8 @@ class ConversionReport:
             dropped = self.dropped_arguments.get(name)
             if dropped:
                 extra += f"; dropped {', '.join(dropped)}"
+            if name in self.notes:
+                extra += f"; {self.notes[name]}"
             lines.append(f"  swapped  {name}: {old} -> {new}{extra}")
         for name, tau in self.residuals:
             lines.append(f"  residual {name}: tau={tau:.4g}")
@@ -149,8 +161,25 @@ def _residuals(nodes, ancestors):
     return found
 
 
+def _is_dense(layer):
+    """A Keras `Dense`, or a `TimeDistributed` one."""
+    if type(layer) is keras.layers.TimeDistributed:
+        layer = layer.layer
+    return type(layer) is keras.layers.Dense
+
+
+def _is_graph(layer):
+    """A functional or Sequential model used as a layer (converted recursively)."""
+    if not isinstance(layer, keras.Model):
+        return False
+    graph = getattr(layer, "_functional", None) if isinstance(layer, keras.Sequential) else layer
+    return graph is not None and hasattr(graph, "_nodes_by_depth") and bool(
+        getattr(graph, "inputs", None))
+
+
 def _readouts(graph, nodes):
-    """Ids of the Dense layers whose output reaches a model output through pass-through layers."""
+    """Ids of the Dense layers (or `TimeDistributed` Dense) whose output reaches a model output
+    through pass-through layers, and of the nested models there (whose own last Dense is)."""
     producer = {id(t): node for node in nodes for t in node.outputs}
     readouts = set()
     for output in graph.outputs:
@@ -158,7 +187,7 @@ def _readouts(graph, nodes):
         while node is not None and isinstance(node.operation, _PASS_THROUGH):
             inputs = node.input_tensors
             node = producer.get(id(inputs[0])) if len(inputs) == 1 else None
-        if node is not None and type(node.operation) is keras.layers.Dense:
+        if node is not None and (_is_dense(node.operation) or _is_graph(node.operation)):
             readouts.add(id(node.operation))
     return readouts
 
@@ -182,7 +211,7 @@ def _construct(target, config):
         return target.from_config({k: v for k, v in config.items() if k not in neutral})
 
 
-def _swap(layer, readout, report):
+def _swap(layer, readout, report, prefix=""):
     """Our namesake of `layer` with its arguments, or `None` (and a report line) if it cannot."""
     target = _SWAPS[type(layer)]
     config = layer.get_config()
@@ -194,19 +223,58 @@ def _swap(layer, readout, report):
         new = _construct(target, config)
     except (ValueError, TypeError) as error:
         reason = " ".join(str(error).split("Exception encountered:")[-1].split())
-        report.kept.append((layer.name, type(layer).__name__, reason))
+        report.kept.append((prefix + layer.name, type(layer).__name__, reason))
         return None
     if dropped:
-        report.dropped_arguments[layer.name] = dropped
-    report.swapped.append((layer.name, type(layer).__name__,
+        report.dropped_arguments[prefix + layer.name] = dropped
+    report.swapped.append((prefix + layer.name, type(layer).__name__,
                            f"keras_unitscale.layers.{target.__name__}"))
     if readout:
-        report.readouts.append(layer.name)
+        report.readouts.append(prefix + layer.name)
     return new
 
 
-def _keep(layer, report, reason):
-    report.kept.append((layer.name, type(layer).__name__, reason))
+def _swap_wrapper(layer, readout, report, prefix):
+    """A `Bidirectional` or `TimeDistributed` with ours inside, or `None` if the wrapped layer
+    has no equivalent (the caller keeps the wrapper as it was)."""
+    name = prefix + layer.name
+    config = layer.get_config()
+    if type(layer) is keras.layers.Bidirectional:
+        inner = [layer.forward_layer, layer.backward_layer]
+    else:
+        inner = [layer.layer]
+    if any(type(i) not in _SWAPS for i in inner):
+        return None
+    scratch = ConversionReport()
+    new_inner = [_swap(i, readout, scratch) for i in inner]
+    if any(i is None for i in new_inner):
+        reason = "; ".join(r for _, _, r in scratch.kept)
+        report.kept.append((name, type(layer).__name__, f"its {inner[0].name}: {reason}"))
+        return NotImplemented
+    wrapped = "/".join(f"keras_unitscale.layers.{type(i).__name__}" for i in new_inner)
+    report.swapped.append((name, f"{type(layer).__name__}({type(inner[0]).__name__})",
+                           f"{type(layer).__name__}({wrapped})"))
+    dropped = sorted({a for args in scratch.dropped_arguments.values() for a in args})
+    if dropped:
+        report.dropped_arguments[name] = dropped
+    if readout and scratch.readouts:
+        report.readouts.append(name)
+    if type(layer) is keras.layers.TimeDistributed:
+        return keras.layers.TimeDistributed(new_inner[0], name=layer.name)
+    merge_mode = config["merge_mode"]
+    if merge_mode in ("sum", "ave"):
+        report.notes[name] = (
+            f"merge_mode={merge_mode!r} kept: the two unit outputs "
+            f"{'add up to std sqrt(2)' if merge_mode == 'sum' else 'average to std 1/sqrt(2)'}"
+            " ('concat' keeps unit scale)"
+        )
+    return keras.layers.Bidirectional(
+        new_inner[0], merge_mode=merge_mode, backward_layer=new_inner[1], name=layer.name
+    )
+
+
+def _keep(layer, report, reason, prefix=""):
+    report.kept.append((prefix + layer.name, type(layer).__name__, reason))
 
 
 def unit_scale(model, residual_tau=None, return_report=False, verbose=False):
@@ -250,10 +318,22 @@ def unit_scale(model, residual_tau=None, return_report=False, verbose=False):
         raise ValueError(
             f"`residual_tau` must be None or a non-negative number; received {residual_tau!r}."
         )
+    report = ConversionReport()
+    new_inputs, new_outputs = _convert(graph, residual_tau, report, "", True)
+    result = UnitScaledModel(new_inputs, new_outputs, name=f"unit_scaled_{model.name}")
+    if verbose:
+        print(report)
+    return (result, report) if return_report else result
+
+
+def _convert(graph, residual_tau, report, prefix, readouts_allowed):
+    """The inputs and outputs of `graph` rebuilt with unit-scaled layers (see `unit_scale`);
+    layer names in `report` get `prefix`; its Dense layers become readouts only if
+    `readouts_allowed` (a nested model followed by more layers has none)."""
     nodes = _ordered_nodes(graph)
     ancestors = _ancestors(nodes)
     residuals = _residuals(nodes, ancestors)
-    readouts = _readouts(graph, nodes)
+    readouts = _readouts(graph, nodes) if readouts_allowed else set()
     taus = (
         residual_taus([1.0] * len(residuals)) if residual_tau is None
         else [float(residual_tau)] * len(residuals)
@@ -271,19 +351,30 @@ def unit_scale(model, residual_tau=None, return_report=False, verbose=False):
             if reads_skip and on_branch:
                 branch_reads.setdefault(id(node), {}).setdefault(id(skip), add_id)
 
-    report = ConversionReport()
     new_layers, kept = {}, []  # id(layer) -> its replacement; (layer, copy) pairs
 
     def converted(layer):
         if not isinstance(layer, keras.layers.Layer):
             return layer  # a `keras.ops` operation in the graph: stateless, reused
         if id(layer) not in new_layers:
-            new = _swap(layer, id(layer) in readouts, report) if type(layer) in _SWAPS else None
-            if new is None:  # kept as it was: a copy, whose weights are copied below
+            readout = id(layer) in readouts
+            new = None
+            if type(layer) in _SWAPS:
+                new = _swap(layer, readout, report, prefix)
+            elif type(layer) in (keras.layers.Bidirectional, keras.layers.TimeDistributed):
+                new = _swap_wrapper(layer, readout, report, prefix)
+            elif _is_graph(layer):
+                inner = _graph_of(layer)
+                inner_inputs, inner_outputs = _convert(
+                    inner, residual_tau, report, f"{prefix}{layer.name}/", readout
+                )
+                new = keras.Model(inner_inputs, inner_outputs, name=layer.name)
+            if new is None or new is NotImplemented:  # kept: a copy, weights copied below
                 if type(layer) is keras.layers.Add:
-                    _keep(layer, report, "an addition of two separate paths, not a residual")
-                elif type(layer) not in _SWAPS:
-                    _keep(layer, report, "no unit-scaled equivalent")
+                    _keep(layer, report, "an addition of two separate paths, not a residual",
+                          prefix)
+                elif new is None and type(layer) not in _SWAPS:
+                    _keep(layer, report, "no unit-scaled equivalent", prefix)
                 new = layer.__class__.from_config(layer.get_config())
                 kept.append((layer, new))
             new_layers[id(layer)] = new
@@ -312,7 +403,7 @@ def unit_scale(model, residual_tau=None, return_report=False, verbose=False):
             _, skip_value = split_of(id(node))
             values[id(node.outputs[0])] = ulayers.ResidualAdd(tau, name=layer.name)(
                 [values[id(branch)], skip_value])
-            report.residuals.append((layer.name, tau))
+            report.residuals.append((prefix + layer.name, tau))
             continue
         overrides = dict(values)
         for skip_id, add_id in branch_reads.get(id(node), {}).items():
@@ -334,7 +425,4 @@ def unit_scale(model, residual_tau=None, return_report=False, verbose=False):
     inputs_struct = getattr(graph, "_inputs_struct", None)
     if inputs_struct is not None:
         new_inputs = keras.tree.pack_sequence_as(inputs_struct, new_inputs)
-    result = UnitScaledModel(new_inputs, new_outputs, name=f"unit_scaled_{model.name}")
-    if verbose:
-        print(report)
-    return (result, report) if return_report else result
+    return new_inputs, new_outputs

@@ -9,6 +9,7 @@ import pytest
 import keras_unitscale as ku
 from keras_unitscale.backend import vjp
 from tests.roundtrip import assert_keras_roundtrip
+from tests.scale_utils import normal
 
 L = keras.layers
 
@@ -157,10 +158,58 @@ def test_an_argument_without_equivalent_keeps_the_layer_and_says_why():
     model, report = ku.unit_scale(keras.Model(inputs, outputs), return_report=True)
     kept = {name: (cls, reason) for name, cls, reason in report.kept}
     assert set(kept) == {"old_gru", "adapted"}
-    assert kept["adapted"][0] == "Dense" and "'lora_rank': 2" in kept["adapted"][1]
+    assert kept["adapted"][0] == "Dense" and "`lora_rank=2`" in kept["adapted"][1]
+    assert "no LoRA adapters" in kept["adapted"][1]
     assert kept["old_gru"][1].startswith("`reset_after` must be True")
     assert [name for name, _, _ in report.swapped] == ["gru", "hidden"]
     assert isinstance(model.get_layer("old_gru"), L.GRU)
+
+
+def _wrapped_and_nested_model():
+    """Bidirectional and TimeDistributed layers, and Sequential models used as layers: one
+    inside (followed by more layers), one at the output (holding the readout). Its weights are
+    drawn with `ones` (the conversion drops initializers; a fill compiles nothing on JAX)."""
+    ones = {"kernel_initializer": "ones"}
+    recurrent = {**ones, "recurrent_initializer": "ones", "unroll": True}  # see below
+    encoder = keras.Sequential([
+        keras.Input((6, 8)), L.Dense(16, activation="gelu", name="up", **ones),
+        L.LayerNormalization(name="norm")], name="encoder")
+    head = keras.Sequential([keras.Input((12,)), L.Dense(3, name="logits", **ones)],
+                            name="head")
+    inputs = keras.Input((6, 8))
+    # Unrolled recurrences: eager calls reuse compiled steps (JAX compiles a scan per call).
+    lstm = L.LSTM(6, return_sequences=True, **recurrent)
+    x = L.Bidirectional(lstm, merge_mode="sum", name="bi")(encoder(inputs))
+    x = L.TimeDistributed(L.Dense(12, activation="relu", **ones), name="td")(x)
+    x = L.Bidirectional(L.GRU(6, **recurrent), name="bigru")(x)
+    return keras.Model(inputs, head(x))
+
+
+def test_wrappers_and_nested_models_are_converted_inside(tmp_path):
+    keras.utils.set_random_seed(3)
+    plain = _wrapped_and_nested_model()
+    model, report = ku.unit_scale(plain, return_report=True)
+    swapped = {name: (old, new) for name, old, new in report.swapped}
+    assert swapped["bi"] == ("Bidirectional(LSTM)", "Bidirectional(keras_unitscale.layers.LSTM/"
+                                                    "keras_unitscale.layers.LSTM)")
+    assert swapped["td"][0] == "TimeDistributed(Dense)"
+    assert set(swapped) == {"encoder/up", "encoder/norm", "bi", "td", "bigru", "head/logits"}
+    assert report.kept == [] and report.readouts == ["head/logits"]
+    assert "std sqrt(2)" in report.notes["bi"] and "bigru" not in report.notes
+    bi, bigru = model.get_layer("bi"), model.get_layer("bigru")
+    assert bi.merge_mode == "sum" and bigru.merge_mode == "concat"
+    for wrapper, cls in ((bi, ku.layers.LSTM), (bigru, ku.layers.GRU)):
+        assert type(wrapper.forward_layer) is cls and type(wrapper.backward_layer) is cls
+        assert wrapper.backward_layer.go_backwards and not wrapper.forward_layer.go_backwards
+    assert type(model.get_layer("td").layer) is ku.layers.Dense
+    assert model.get_layer("head").get_layer("logits").readout
+    assert not model.get_layer("encoder").get_layer("up").readout  # more layers follow it
+    # Saves and loads (training is Keras' own through the wrappers; see the test above).
+    x = normal((8, 6, 8), seed=5)
+    path = str(tmp_path / "converted.keras")
+    model.save(path)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.saving.load_model(path)(x)),
+                               keras.ops.convert_to_numpy(model(x)), rtol=1e-5, atol=1e-6)
 
 
 def test_an_add_of_separate_paths_is_not_a_residual():
