@@ -353,7 +353,8 @@ class LSTM(_UnitScaledRNN):
         )
         self.unit_forget_bias = bool(unit_forget_bias)
 
-    def inner_loop(self, sequences, initial_state, mask, training=False):
+    def inner_loop(self, sequences, initial_state, mask, training=False, **overrides):
+        kwargs = self._sequence_op_kwargs(sequences, initial_state, mask, training)
         return lstm(
             sequences,
             initial_state,
@@ -361,8 +362,18 @@ class LSTM(_UnitScaledRNN):
             self.cell.kernel_value("recurrent_kernel"),
             self.cell.bias,
             forget_bias=self.cell.forget_bias,
-            **self._sequence_op_kwargs(sequences, initial_state, mask, training),
+            **{**kwargs, **overrides},
         )
+
+    def step(self, sequences, state, mask=None):
+        """`(outputs [batch, time, units], [h, c])` from `state` (`[h, c]` as returned), at
+        inference, for decoding a few tokens at a time inside one compiled function: never
+        the fused kernel (which XLA cannot compile on TensorFlow). Masked steps keep the state.
+        """
+        _, outputs, state = self.inner_loop(
+            sequences, state, mask, return_sequences=True, use_fused=False
+        )
+        return outputs, state
 
     def get_config(self):
         config = super().get_config()

@@ -53,6 +53,17 @@ class Backbone(PresetMixin, UnitScaledModel):
     tokens) and return `[batch, length, hidden_dim]`. `from_preset` and `save_to_preset`
     come from `keras_unitscale.presets.PresetMixin`.
 
+    Decoder backbones (`TransformerDecoderBackbone`, `MLPBackbone`, a unidirectional
+    `LSTMBackbone`, the decoder of `Seq2SeqBackbone`) share one cache contract, which the
+    generative tasks use without asking which backbone they hold: `empty_cache(batch_size,
+    max_length, dtype=None)` makes a cache (a tensor or a dict of them) and
+    `call_with_cache(token_ids, cache, cache_update_index, padding_mask=None)` returns
+    `(hidden, cache)` for the tokens at positions `cache_update_index ...`, equal to a full
+    pass at those positions. A call may go over positions the cache holds already (a pass
+    over all the prompts, then one token a step from the shortest prompt's end), and
+    `padding_mask [batch, max_length]` is false on the positions that are padding. A
+    decoder's `parallel_prefill` says how generation should run the prompts.
+
     Args:
         dtype: a dtype policy (or its name) for every layer, e.g. `"mixed_float16"`.
         **kwargs: `inputs`, `outputs`, `name`, `trainable` for the functional model.
@@ -76,6 +87,11 @@ class Backbone(PresetMixin, UnitScaledModel):
     >>> tuple(clone(np.array([[1, 2, 3]])).shape)
     (1, 3, 8)
     """
+
+    parallel_prefill = True
+    """Whether a decoder runs many positions in one pass at about the cost of one (attention,
+    a window): generation then fills the cache with one pass over the prompts. A recurrent
+    decoder sets it false: its prompts go through the decoding loop, one token a step."""
 
     def __init__(self, *args, dtype=None, **kwargs):
         super().__init__(*args, **kwargs)

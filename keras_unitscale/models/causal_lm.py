@@ -3,19 +3,14 @@
 import keras
 from keras import ops
 
-from keras_unitscale import ops as uops
 from keras_unitscale.models.generation import (
     GenerativeTask,
     check_max_length,
+    decode_with_cache,
     generated_mask,
-    prefill,
     strip_prompt_mask,
 )
 from keras_unitscale.models.lm_head import LMHead
-
-
-def _is_lstm_backbone(backbone):
-    return hasattr(backbone, "lstm_layers")
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
@@ -35,8 +30,9 @@ class CausalLM(GenerativeTask):
     reproduces the training-time computation exactly.
 
     Args:
-        backbone: a `TransformerDecoderBackbone`, or a unidirectional `LSTMBackbone` (its
-            cache is the `(h, c)` state of every layer).
+        backbone: a decoder backbone (the cache contract of `Backbone`): a
+            `TransformerDecoderBackbone`, or a unidirectional `LSTMBackbone` (its cache is the
+            `(h, c)` state of every layer).
         preprocessor: a `keras_unitscale.preprocessors.CausalLMPreprocessor`, or `None` to
             feed `{"token_ids", "padding_mask"}` yourself.
         tie_weights: the readout uses the transpose of the token embedding table (needs
@@ -62,21 +58,25 @@ class CausalLM(GenerativeTask):
     """
 
     def __init__(self, backbone, preprocessor=None, tie_weights=True, output_mult=1.0, **kwargs):
-        if _is_lstm_backbone(backbone):
-            if getattr(backbone, "bidirectional", False):
-                raise ValueError(
-                    "A causal language model needs a unidirectional LSTMBackbone "
-                    "(bidirectional=False): a backward LSTM would see the next tokens."
-                )
-            if tie_weights and backbone.embedding_dim != backbone.hidden_dim:
-                raise ValueError(
-                    "`tie_weights=True` needs the LSTMBackbone's embedding_dim "
-                    f"({backbone.embedding_dim}) to equal its hidden_dim ({backbone.hidden_dim})."
-                )
-        elif not hasattr(backbone, "call_with_cache"):
+        inputs = getattr(backbone, "input", None)
+        if not (
+            callable(getattr(backbone, "empty_cache", None))
+            and callable(getattr(backbone, "call_with_cache", None))
+            and isinstance(inputs, dict)
+            and set(inputs) == {"token_ids", "padding_mask"}
+        ):
             raise ValueError(
-                "`backbone` must be a TransformerDecoderBackbone (with `call_with_cache`) or an "
-                f"LSTMBackbone; received {type(backbone).__name__}."
+                "`backbone` must be a decoder backbone taking `token_ids` and `padding_mask`, "
+                "with `empty_cache` and `call_with_cache` (a TransformerDecoderBackbone or a "
+                f"unidirectional LSTMBackbone); received {type(backbone).__name__}."
+            )
+        backbone.empty_cache(1, 1)  # raises the backbone's reason if it cannot decode
+        width = backbone.token_embedding.output_dim
+        hidden_dim = getattr(backbone, "hidden_dim", width)
+        if tie_weights and width != hidden_dim:
+            raise ValueError(
+                f"`tie_weights=True` needs the backbone's token embedding width (embedding_dim "
+                f"{width}) to equal its hidden_dim ({hidden_dim})."
             )
         # === Layers ===
         self.backbone = backbone
@@ -90,81 +90,34 @@ class CausalLM(GenerativeTask):
             name="lm_head",
         )
         # === Functional model ===
-        inputs = backbone.input
         outputs = self.lm_head(backbone(inputs))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
     # Decoding with a cache ------------------------------------------------------------------
     def empty_cache(self, batch_size, max_length):
-        """A zero cache: KerasHub's `[batch, layers, 2, max_length, heads, head_dim]` for a
-        transformer, `[batch, layers, 2, units]` (`h`, `c`) for an LSTM."""
-        backbone = self.backbone
-        if _is_lstm_backbone(backbone):
-            shape = (batch_size, backbone.num_layers, 2, backbone.hidden_dim)
-            return ops.zeros(shape, dtype=self.compute_dtype)
-        return backbone.empty_cache(batch_size, max_length)
+        """The backbone's zero cache: KerasHub's `[batch, layers, 2, max_length, heads,
+        head_dim]` for a transformer; the `(h, c)` state of every layer for an LSTM."""
+        return self.backbone.empty_cache(batch_size, max_length)
 
-    def call_with_cache(self, token_ids, cache, cache_update_index):
+    def call_with_cache(self, token_ids, cache, cache_update_index, padding_mask=None):
         """Logits of `token_ids [batch, T]` placed at `cache_update_index`.
 
-        Returns `(logits, hidden_states, cache)`, as KerasHub's causal LMs. An LSTM's cache is
-        its state after the previous token, so it takes one token at a time in order.
+        Returns `(logits, hidden_states, cache)`, as KerasHub's causal LMs; see the
+        backbone's `call_with_cache`.
         """
-        if _is_lstm_backbone(self.backbone):
-            hidden, cache = self._lstm_call_with_cache(token_ids, cache)
-        else:
-            hidden, cache = self.backbone.call_with_cache(token_ids, cache, cache_update_index)
+        hidden, cache = self.backbone.call_with_cache(
+            token_ids, cache, cache_update_index, padding_mask=padding_mask
+        )
         return self.lm_head(hidden), hidden, cache
-
-    def _lstm_call_with_cache(self, token_ids, cache):
-        # The LSTMBackbone runs whole sequences; step its layers' weights with the same op.
-        x = self.backbone.token_embedding(token_ids)
-        states = []
-        for i, layer in enumerate(self.backbone.lstm_layers):
-            _, x, (h, c) = uops.lstm(
-                x,
-                [cache[:, i, 0], cache[:, i, 1]],
-                layer.cell.kernel,
-                layer.cell.recurrent_kernel,
-                layer.cell.bias,
-                return_sequences=True,
-                forget_bias=1.0 if layer.unit_forget_bias else 0.0,
-                constraint=layer.constraint,
-                use_fused=False,
-            )
-            states.append(ops.stack([h, ops.cast(c, h.dtype)], axis=1))
-        return x, ops.stack(states, axis=1)
 
     def generate_step(self, inputs, sampler, stop_token_ids=None):
         """Continues one packed batch `{"token_ids", "padding_mask"}` (prompts on the left)."""
         token_ids = inputs["token_ids"]
         padding_mask = ops.cast(inputs["padding_mask"], "bool")
-        batch, length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-        cache = self.empty_cache(batch, length)
-        if _is_lstm_backbone(self.backbone):
-            # The state is built token by token: start after the first token and let the
-            # sampler keep the prompt's own tokens where the mask is set.
-            index = ops.convert_to_tensor(1, "int32")
-            hidden = ops.zeros((batch, self.backbone.hidden_dim), self.compute_dtype)
-        else:
-            # One pass over the prompts fills the cache up to the shortest prompt's end; the
-            # later positions are written as their tokens are chosen.
-            index = ops.min(ops.sum(ops.cast(padding_mask, "int32"), axis=-1))
-
-            def run(prefix_ids):
-                _, hidden, new_cache = self.call_with_cache(prefix_ids, cache, 0)
-                return hidden, new_cache
-
-            hidden, cache = prefill(run, token_ids, index)
-
-        def next(prompt, cache, index):
-            token = ops.slice(prompt, [0, index - 1], [ops.shape(prompt)[0], 1])
-            logits, hidden, cache = self.call_with_cache(token, cache, index - 1)
-            return ops.squeeze(logits, 1), ops.squeeze(hidden, 1), cache
-
-        token_ids = sampler(
-            next=next, prompt=token_ids, cache=cache, index=index, mask=padding_mask,
-            stop_token_ids=stop_token_ids, hidden_states=hidden, model=self,
+        cache = self.empty_cache(ops.shape(token_ids)[0], ops.shape(token_ids)[1])
+        token_ids = decode_with_cache(
+            self.call_with_cache, cache, token_ids, padding_mask, sampler, stop_token_ids, self,
+            parallel_prefill=getattr(self.backbone, "parallel_prefill", True),
         )
         return {
             "token_ids": token_ids,

@@ -152,6 +152,73 @@ def prefill(run, token_ids, index):
     return tuple(ops.switch(which, [branch(size) for size in sizes], token_ids))
 
 
+def decode_with_cache(call_with_cache, cache, token_ids, padding_mask, sampler,
+                      stop_token_ids=None, model=None, parallel_prefill=True):
+    """Cached decoding of packed prompts, for any decoder that keeps the cache contract of
+    `keras_unitscale.models.Backbone`.
+
+    With `parallel_prefill`, one pass over the prompts (`prefill`, with their padding mask)
+    fills the cache up to the shortest prompt's end, `index`; then `sampler` chooses one
+    token a step from `index` on, each step running the previous token at `index - 1`
+    (positions the cache holds already are run again, with the values they had, so every
+    row goes on from the same index). Without it (a recurrent decoder, whose pass over the
+    prompts is a loop over positions anyway), the prompts go through the decoding loop from
+    position 0: one compiled loop instead of one more per prefill length. Either way the
+    sampler keeps the prompts' own tokens where `padding_mask` is set.
+
+    Args:
+        call_with_cache: `(token_ids, cache, cache_update_index, padding_mask=None) ->
+            (logits, hidden, cache)`, a task's (its backbone and its head).
+        cache: the empty cache, over `length` positions.
+        token_ids: int `[batch, length]` packed prompts, on the left.
+        padding_mask: boolean `[batch, length]`, true on the prompts.
+        sampler: a `keras_hub.samplers.Sampler`.
+        stop_token_ids: a tuple of ids or None.
+        model: handed to the sampler.
+        parallel_prefill: the backbone's `parallel_prefill`.
+
+    Returns:
+        int `[batch, length]`: the prompts and the generated tokens.
+    """
+    if parallel_prefill:
+        index = ops.min(ops.sum(ops.cast(padding_mask, "int32"), axis=-1))
+
+        def run(prefix_ids):
+            _, hidden, new_cache = call_with_cache(prefix_ids, cache, 0, padding_mask=padding_mask)
+            return hidden, new_cache
+
+        hidden, cache = prefill(run, token_ids, index)
+    else:
+        index, hidden = ops.convert_to_tensor(1, "int32"), None
+
+    def next(prompt, cache, index):
+        token = ops.slice(prompt, [0, index - 1], [ops.shape(prompt)[0], 1])
+        logits, hidden, cache = call_with_cache(token, cache, index - 1)
+        return ops.squeeze(logits, 1), ops.squeeze(hidden, 1), cache
+
+    return sampler(
+        next=next, prompt=token_ids, cache=cache, index=index, mask=padding_mask,
+        stop_token_ids=stop_token_ids, hidden_states=hidden, model=model,
+    )
+
+
+def check_max_length(max_length, prompt_length, limit=None):
+    """`max_length` must be an int longer than the longest prompt and within `limit`."""
+    if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)):
+        raise ValueError(f"`max_length` must be a positive int; received {max_length!r}.")
+    if max_length <= prompt_length:
+        raise ValueError(
+            f"`max_length` ({max_length}) must be longer than the longest prompt, which is "
+            f"{prompt_length} tokens with its start token: nothing could be generated."
+        )
+    if limit is not None and max_length > limit:
+        raise ValueError(
+            f"`max_length` ({max_length}) exceeds the {limit} positions the model was built "
+            "for (its position embedding)."
+        )
+    return int(max_length)
+
+
 def check_max_length(max_length, prompt_length, limit=None):
     """`max_length` must be an int longer than the longest prompt and within `limit`."""
     if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)):

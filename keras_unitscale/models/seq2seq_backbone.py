@@ -29,9 +29,12 @@ class Seq2SeqBackbone(Backbone):
     in each stack (`transformer_residual_taus`, `decoder_residual_taus`). No head: the task
     (`Seq2SeqLM`) adds the readout.
 
-    For decoding, `encode` runs the encoder once and `call_decoder_with_cache` runs the
-    decoder on new target tokens with KerasHub-layout caches:
-    `[batch, num_decoder_layers, 2, length, num_heads, key_dim]` for self-attention (written
+    For decoding, the decoder follows the cache contract of `Backbone`: `with_source(
+    empty_cache(batch_size, max_length), encoder_token_ids, encoder_padding_mask)` runs the
+    encoder once and makes the cache, then `call_with_cache(token_ids, cache,
+    cache_update_index)` runs the decoder on new target tokens. Underneath,
+    `call_decoder_with_cache` takes KerasHub-layout caches,
+    `[batch, num_decoder_layers, 2, length, num_heads, key_dim]`, for self-attention (written
     at `cache_update_index`) and for cross-attention (filled on the first call, with
     `cross_attention_cache_update_index=0`, then reused with `None`).
 
@@ -201,10 +204,51 @@ class Seq2SeqBackbone(Backbone):
     def head_dim(self):
         return self.hidden_dim // self.num_heads
 
-    def empty_cache(self, batch_size, length, dtype=None):
-        """A zero cache `[batch, num_decoder_layers, 2, length, num_heads, head_dim]`."""
-        shape = (batch_size, self.num_decoder_layers, 2, length, self.num_heads, self.head_dim)
+    def empty_cache(self, batch_size, max_length, dtype=None):
+        """A zero cache `[batch, num_decoder_layers, 2, max_length, num_heads, head_dim]`."""
+        shape = (batch_size, self.num_decoder_layers, 2, max_length, self.num_heads,
+                 self.head_dim)
         return ops.zeros(shape, dtype=dtype or self.compute_dtype)
+
+    def with_source(self, cache, encoder_token_ids, encoder_padding_mask):
+        """The decoder's cache for `call_with_cache`: `cache` (from `empty_cache`) and the
+        source, encoded once here. The first `call_with_cache` projects the encoder states
+        into the cross-attention keys and values; the later calls reuse them.
+
+        Returns:
+            `{"self_attention": cache, "encoder_outputs": [batch, source_length,
+            hidden_dim], "encoder_padding_mask": [batch, source_length]}`.
+        """
+        return {
+            "self_attention": cache,
+            "encoder_outputs": self.encode(encoder_token_ids, encoder_padding_mask),
+            "encoder_padding_mask": encoder_padding_mask,
+        }
+
+    def call_with_cache(self, token_ids, cache, cache_update_index, padding_mask=None):
+        """Decoder states of `token_ids [batch, T]` at positions `cache_update_index ...`.
+
+        Args:
+            token_ids: int `[batch, T]`, target tokens.
+            cache: from `with_source`, or a previous call.
+            cache_update_index: int or scalar int tensor.
+            padding_mask: optional boolean `[batch, max_length]` over the target positions,
+                false on padding (those keys are never attended to).
+
+        Returns:
+            `(hidden, cache)`: `[batch, T, hidden_dim]` and the updated cache (holding the
+            cross-attention keys and values from the first call on).
+        """
+        encoded, encoder_mask = cache["encoder_outputs"], cache["encoder_padding_mask"]
+        first = "cross_attention" not in cache
+        cross = cache.get("cross_attention")
+        if first:
+            cross = self.empty_cache(ops.shape(encoded)[0], ops.shape(encoded)[1])
+        hidden, self_cache, cross = self.call_decoder_with_cache(
+            encoded, encoder_mask, token_ids, cache["self_attention"], cache_update_index,
+            cross, 0 if first else None, decoder_padding_mask=padding_mask,
+        )
+        return hidden, {**cache, "self_attention": self_cache, "cross_attention": cross}
 
     def call_decoder_with_cache(
         self,
@@ -215,19 +259,24 @@ class Seq2SeqBackbone(Backbone):
         cache_update_index,
         cross_attention_cache,
         cross_attention_cache_update_index=None,
+        decoder_padding_mask=None,
     ):
         """Decoder states of `token_ids [batch, T]` placed at `cache_update_index`.
 
         Returns `(hidden_states, self_attention_cache, cross_attention_cache)`; see the
-        class docstring for the cache layout.
+        class docstring for the cache layout. `decoder_padding_mask`, optional boolean
+        `[batch, length]` over the self-attention cache, is false on padded target positions.
         """
         x = self.decoder_embedding(token_ids, start_index=cache_update_index)
         encoder_mask = ops.cast(encoder_padding_mask, "bool")
+        if decoder_padding_mask is not None:
+            decoder_padding_mask = ops.cast(decoder_padding_mask, "bool")
         self_cache_all, cross_cache_all = self_attention_cache, cross_attention_cache
         for i, block_layer in enumerate(self.decoder_layers):
             x, self_cache, cross_cache = block_layer(
                 x,
                 encoder_outputs,
+                decoder_padding_mask=decoder_padding_mask,
                 encoder_padding_mask=encoder_mask,
                 self_attention_cache=self_attention_cache[:, i],
                 self_attention_cache_update_index=cache_update_index,

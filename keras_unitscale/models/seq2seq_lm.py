@@ -7,8 +7,8 @@ from keras_unitscale.models.generation import (
     GenerativeTask,
     check_max_length,
     check_texts,
+    decode_with_cache,
     generated_mask,
-    prefill,
     strip_prompt_mask,
 )
 from keras_unitscale.models.lm_head import LMHead
@@ -83,39 +83,26 @@ class Seq2SeqLM(GenerativeTask):
 
     _decoder_keys = ("decoder_token_ids", "decoder_padding_mask")
 
+    def call_with_cache(self, token_ids, cache, cache_update_index, padding_mask=None):
+        """Logits of target tokens `token_ids [batch, T]` placed at `cache_update_index`, with
+        the decoder's cache (`Seq2SeqBackbone.with_source`): `(logits, hidden, cache)`."""
+        hidden, cache = self.backbone.call_with_cache(
+            token_ids, cache, cache_update_index, padding_mask=padding_mask
+        )
+        return self.lm_head(hidden), hidden, cache
+
     def generate_step(self, inputs, sampler, stop_token_ids=None):
         """Translates one packed batch: the four-key dict of `Seq2SeqLMPreprocessor`."""
-        encoder_mask = inputs["encoder_padding_mask"]
         token_ids = inputs["decoder_token_ids"]
         padding_mask = ops.cast(inputs["decoder_padding_mask"], "bool")
-        encoded = self.backbone.encode(inputs["encoder_token_ids"], encoder_mask)
-        batch = ops.shape(token_ids)[0]
-        self_cache = self.backbone.empty_cache(batch, ops.shape(token_ids)[1])
-        cross_cache = self.backbone.empty_cache(batch, ops.shape(encoded)[1])
-        # Seed both caches: a pass over the decoder prompts fills self-attention keys up to
-        # the shortest prompt's end (later positions are written as tokens are chosen) and
-        # projects the encoder states once for cross-attention.
-        index = ops.min(ops.sum(ops.cast(padding_mask, "int32"), axis=-1))
-
-        def run(prefix_ids):
-            _, hidden, new_self, new_cross = self.call_decoder_with_cache(
-                encoded, encoder_mask, prefix_ids, self_cache, 0, cross_cache, 0
-            )
-            return hidden, new_self, new_cross
-
-        hidden, self_cache, cross_cache = prefill(run, token_ids, index)
-
-        def next(prompt, cache, index):
-            self_cache, cross_cache = cache
-            token = ops.slice(prompt, [0, index - 1], [ops.shape(prompt)[0], 1])
-            logits, hidden, self_cache, cross_cache = self.call_decoder_with_cache(
-                encoded, encoder_mask, token, self_cache, index - 1, cross_cache, None
-            )
-            return ops.squeeze(logits, 1), ops.squeeze(hidden, 1), (self_cache, cross_cache)
-
-        token_ids = sampler(
-            next=next, prompt=token_ids, cache=(self_cache, cross_cache), index=index,
-            mask=padding_mask, stop_token_ids=stop_token_ids, hidden_states=hidden, model=self,
+        # The encoder runs once; the prompt pass projects its states for cross-attention.
+        cache = self.backbone.with_source(
+            self.backbone.empty_cache(ops.shape(token_ids)[0], ops.shape(token_ids)[1]),
+            inputs["encoder_token_ids"], inputs["encoder_padding_mask"],
+        )
+        token_ids = decode_with_cache(
+            self.call_with_cache, cache, token_ids, padding_mask, sampler, stop_token_ids, self,
+            parallel_prefill=self.backbone.parallel_prefill,
         )
         return {
             "decoder_token_ids": token_ids,

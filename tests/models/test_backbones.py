@@ -195,6 +195,40 @@ def test_decoder_cache_matches_full_pass():
     np.testing.assert_allclose(np.concatenate(outputs, axis=1), full, rtol=1e-4, atol=1e-4)
 
 
+DECODERS = {
+    "decoder": _backbone,
+    "lstm": lambda _: LSTMBackbone(VOCAB, hidden_dim=16, num_layers=2, bidirectional=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_decoder_contract_as_generation_uses_it(name):
+    """The same calls on every decoder: a pass over left-aligned prompts of different lengths
+    (with their padding mask), then one token a step from the shortest prompt's end, going
+    over positions the longer prompts filled already. From each prompt's last token on, the
+    outputs equal the full pass (those are the logits the sampler reads)."""
+    keras.utils.set_random_seed(1)
+    backbone = DECODERS[name](name)
+    ids = np.random.default_rng(3).integers(5, VOCAB, (3, 6)).astype("int32")
+    lengths = np.array([4, 2, 3])
+    prompt_mask = np.arange(6)[None, :] < lengths[:, None]
+    full = _np(backbone({"token_ids": ids, "padding_mask": np.ones_like(ids)}))
+    cache = backbone.empty_cache(3, 6)
+    hidden, cache = backbone.call_with_cache(ids[:, :4], cache, 0, padding_mask=prompt_mask)
+    steps = {}
+    for t in range(lengths.min() - 1, 6):
+        hidden, cache = backbone.call_with_cache(ids[:, t : t + 1], cache, t)
+        steps[t] = _np(hidden)[:, 0]
+    for row, length in enumerate(lengths):
+        for t in range(length - 1, 6):
+            np.testing.assert_allclose(steps[t][row], full[row, t], rtol=1e-4, atol=1e-4)
+
+
+def test_a_bidirectional_lstm_cannot_decode():
+    with pytest.raises(ValueError, match="unidirectional"):
+        _backbone("lstm").empty_cache(2, 4)
+
+
 def test_dtype_policy_and_its_config():
     backbone = _lstm(dtype=keras.DTypePolicy("mixed_bfloat16"))
     assert backbone.dtype_policy.name == "mixed_bfloat16"
