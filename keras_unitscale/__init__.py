@@ -21,6 +21,12 @@ Public API:
 
 __version__ = "0.1.0"
 
+from keras_unitscale import _quiet  # noqa: E402
+
+if _quiet.is_quiet_command():  # the `keras-unitscale` command: before Keras imports TensorFlow
+    _quiet.quiet_libraries()
+    _quiet.filter_library_logs()
+
 from keras_unitscale import ops  # noqa: E402
 from keras_unitscale import layers  # noqa: E402
 from keras_unitscale import losses  # noqa: E402

@@ -3,7 +3,10 @@ export and demo.
 
 Imports of Keras and the models happen inside each command, so `--help` stays quick. Errors
 a user can fix come out as one line, `keras-unitscale: error: ...`, with exit status 1
-(argparse's usage errors exit with 2).
+(argparse's usage errors exit with 2). Steps that take seconds (loading a preset, the first
+generation, an export) print a progress line to stderr. TensorFlow's, XLA's and absl's log
+lines and TensorFlow's and JAX's Python warnings are silenced unless `--verbose`
+(`keras_unitscale._quiet`).
 
 Example:
 >>> from keras_unitscale.cli import main
@@ -16,6 +19,8 @@ import argparse
 import os
 import sys
 
+from keras_unitscale import _quiet
+
 TASKS = {
     "text_classifier": "TextClassifier",
     "causal_lm": "CausalLM",
@@ -25,6 +30,12 @@ TASKS = {
 
 class CommandError(ValueError):
     """An error the user can fix, reported as one line."""
+
+
+# Progress lines -----------------------------------------------------------------------------
+def _progress(message):
+    """One line on stderr before a step that takes seconds."""
+    print(f"keras-unitscale: {message} ...", file=sys.stderr, flush=True)
 
 
 # Helpers ------------------------------------------------------------------------------------
@@ -54,6 +65,7 @@ def _load_task(preset, expected=None, command=None):
             f"`{command}` needs a {expected} preset; {preset} holds a {stored} "
             f"(use `keras-unitscale {hints.get(stored, 'evaluate')}`)."
         )
+    _progress(f"loading {preset}")
     return load_preset(_task_class(expected or "Task"), preset)
 
 
@@ -136,6 +148,7 @@ def _predict(args):
 
 def _translate(args):
     translator = _load_task(args.preset, "Seq2SeqLM", "translate")
+    _progress("translating (the first call compiles the decoder: seconds)")
     for translation in translator.generate(list(args.texts), max_length=args.max_length):
         print(translation)
 
@@ -145,6 +158,7 @@ def _generate(args):
 
     model = _load_task(args.preset, "CausalLM", "generate")
     keras.utils.set_random_seed(args.seed)
+    _progress("generating (the first call compiles the decoder: seconds)")
     for text in model.generate(list(args.prompts), max_length=args.max_length,
                                sampler=_sampler(args)):
         print(text)
@@ -239,6 +253,7 @@ def _export(args):
     from keras_unitscale.export import serving_spec
 
     model = _load_task(args.preset)
+    _progress(f"exporting to {os.path.join(args.directory, str(args.version))}")
     try:
         directory = model.export(args.directory, version=args.version, overwrite=args.overwrite)
     except FileExistsError:
@@ -288,6 +303,9 @@ def build_parser():
     from keras_unitscale import __version__
 
     parser.add_argument("--version", action="version", version=f"keras-unitscale {__version__}")
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep TensorFlow's, XLA's and JAX's own log lines and warnings "
+                             "(silenced by default)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("presets", help="list the built-in presets",
@@ -389,6 +407,9 @@ def build_parser():
 
     add_arguments(p)
     p.set_defaults(run=_scaling_law)
+    for sub in commands.choices.values():  # `--verbose` after the command name too
+        sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="keep the libraries' own log lines and warnings")
     return parser
 
 
@@ -398,7 +419,21 @@ def main(argv=None):
     >>> main(["predict", "no_such_preset", "很好"])  # the error goes to stderr
     1
     """
-    args = build_parser().parse_args(argv)
+    command_line = argv is None
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    verbose = "--verbose" in argv
+    if not verbose:
+        _quiet.quiet_libraries()
+        if command_line:  # the installed command started this in `keras_unitscale/__init__`
+            _quiet.filter_library_logs()  # (a caller's own stderr is left alone)
+    try:
+        return _run(build_parser().parse_args(argv))
+    finally:
+        if command_line:
+            _quiet.stop_filtering()
+
+
+def _run(args):
     try:
         args.run(args)
     except (ValueError, OSError, ImportError) as error:

@@ -7,11 +7,13 @@ what a user types; the other commands differ from these only inside `main`.
 """
 
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
+from keras_unitscale import _quiet
 from keras_unitscale.cli import build_parser, main
 from presets.tiny_models import EN, ZH, tiny_causal_lm, tiny_classifier, tiny_seq2seq_lm
 
@@ -71,12 +73,45 @@ def test_predict_prints_label_probability_and_text(capsys, presets):
     assert label in ("negative", "positive") and 0.5 <= float(probability) <= 1.0
 
 
-def test_translate_and_generate_print_text(capsys, presets):
-    code, out, _ = run(capsys, "translate", presets / "seq2seq_lm", ZH[0], ZH[1],
-                       "--max-length", 6)
+def test_translate_and_generate_print_text_and_progress(capsys, presets):
+    code, out, err = run(capsys, "translate", presets / "seq2seq_lm", ZH[0], ZH[1],
+                         "--max-length", 6)
     assert code == 0 and len(out.splitlines()) == 2
-    code, out, _ = run(capsys, "generate", presets / "causal_lm", "这本", "--max-length", 6)
+    assert err.splitlines() == [
+        f"keras-unitscale: loading {presets / 'seq2seq_lm'} ...",
+        "keras-unitscale: translating (the first call compiles the decoder: seconds) ..."]
+    code, out, err = run(capsys, "generate", presets / "causal_lm", "这本", "--max-length", 6,
+                         "--verbose")  # after the command's name too
     assert code == 0 and out.startswith("这本")
+    assert err.splitlines()[-1].startswith("keras-unitscale: generating (the first call")
+
+
+def test_library_log_lines_are_recognised():
+    # Lines TensorFlow and XLA print on a CPU machine (C++ and absl-py), and ours.
+    library = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to "
+        "STDERR",
+        "I0000 00:00:1795848850.429070   20874 cudart_stub.cc:31] Could not find cuda drivers "
+        "on your machine, GPU will not be used.",
+        "E0000 00:00:1795848860.412154   20874 cuda_platform.cc:52] failed call to cuInit",
+        "I1128 06:12:01.123456 140012 cpu_feature_guard.cc:227] This TensorFlow binary is "
+        "optimized to use available CPU instructions",
+        "To enable the following instructions: AVX2 FMA, in other operations, rebuild "
+        "TensorFlow with the appropriate compiler flags.",
+        "W1128 07:01:02.345678 1234 builder_impl.py:801] Assets written to: /tmp/x/assets",
+    ]
+    ours = ["keras-unitscale: loading zh_reviews_gpt ...", "keras-unitscale: error: no such",
+            "I love cats", "usage: keras-unitscale predict [-h] [--verbose] preset TEXT"]
+    assert all(_quiet.is_library_log_line(line) for line in library)
+    assert not any(_quiet.is_library_log_line(line) for line in ours)
+
+
+def test_verbose_leaves_the_libraries_alone(capsys, monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    assert run(capsys, "--verbose", "presets")[0] == 0
+    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    assert run(capsys, "presets")[0] == 0
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
 
 
 def test_generate_takes_several_prompts_and_sampler_options(capsys, presets):
@@ -140,8 +175,9 @@ def test_errors_are_one_readable_line(capsys, presets, tmp_path):
     for argv, expected in cases:
         code, out, err = run(capsys, *argv)
         assert code == 1 and not out
-        assert err.startswith("keras-unitscale: error: ") and err.count("\n") == 1, err
-        assert expected in err
+        *progress, error = err.splitlines()  # progress lines may come first ("loading ...")
+        assert error.startswith("keras-unitscale: error: ") and expected in error, err
+        assert all(re.fullmatch(r"keras-unitscale: .+ \.\.\.", line) for line in progress), err
 
 
 def test_export_writes_a_version_for_tf_serving(capsys, presets, tmp_path):
@@ -179,10 +215,15 @@ SUBPROCESS_RUNS = {
 @pytest.mark.parametrize("command", list(SUBPROCESS_RUNS))
 def test_the_installed_command_runs(presets, tmp_path, command):
     argv, expected = SUBPROCESS_RUNS[command]
+    # The libraries' log level as a user has it (unset): the command itself keeps TensorFlow's
+    # and XLA's log lines off stderr (the suite's conftest sets TF_CPP_MIN_LOG_LEVEL=3).
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
         _installed_command() + [str(a) for a in argv(presets, tmp_path)],
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True, text=True, timeout=600, env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() and expected in result.stdout, result.stdout[-3000:]
+    if command == "predict":  # a model loaded: Keras, TensorFlow and XLA at work
+        progress = f"keras-unitscale: loading {presets / 'classifier'} ..."
+        assert result.stderr.splitlines() == [progress], result.stderr[-3000:]
