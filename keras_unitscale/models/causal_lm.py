@@ -10,7 +10,7 @@ from keras_unitscale.models.generation import (
     generated_mask,
     strip_prompt_mask,
 )
-from keras_unitscale.models.lm_head import LMHead
+from keras_unitscale.layers.heads import LMHead
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_unitscale.layers import Embedding
-from keras_unitscale.models.lm_head import LMHead
+from keras_unitscale.layers import LMHead
 
 
 def _hidden(n=256, dim=64):
@@ -43,3 +43,19 @@ def test_bad_arguments():
             LMHead(50, output_mult=mult)
     with pytest.raises(ValueError, match="vocabulary_size"):
         LMHead(0)
+
+
+def test_old_import_path_and_saved_name(tmp_path):
+    # Moved from keras_unitscale.models.lm_head: the old path is the same class, and the
+    # registered name that saved models and presets hold is unchanged.
+    from keras_unitscale.models.lm_head import LMHead as old
+
+    assert old is LMHead
+    assert keras.saving.get_registered_name(LMHead) == "keras_unitscale>LMHead"
+    inputs = keras.Input((3, 8))
+    model = keras.Model(inputs, LMHead(20, output_mult=2.0)(inputs))
+    path = str(tmp_path / "head.keras")
+    model.save(path)
+    x = _hidden(6, 8).reshape(2, 3, 8)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.saving.load_model(path)(x)),
+                               keras.ops.convert_to_numpy(model(x)), rtol=1e-6)
