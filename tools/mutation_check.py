@@ -83,7 +83,7 @@ MUTATIONS = [
       [("y = _scaled_product(x, w, mult / fan_in, fan_out**-0.5,",
         "y = _scaled_product(x, w, 2 * mult / fan_in, fan_out**-0.5,")],
       [f"{T_LIN}::test_readout_is_small_forward_and_unit_backward",
-       "tests/models/test_lm_head.py::test_untied_readout_scale_and_multiplier"]),
+       "tests/layers/test_heads.py::test_untied_readout_scale_and_multiplier"]),
     # --- embedding --------------------------------------------------------------------------
     M("embedding/table grad x2", "ops/embedding.py",
       [("grad_scale = (vocab / max(num_tokens, 1)) ** 0.5",
@@ -263,11 +263,11 @@ MUTATIONS = [
       [("s = (output_scale * grad) ** 0.5", "s = (output_scale + grad) / 2")],
       ["tests/ops/test_constraints.py"]),
     # --- model wiring -----------------------------------------------------------------------
-    M("wiring/readout untied", "models/lm_head.py",
+    M("wiring/readout untied", "layers/heads.py",
       [("if not self.tied:\n            self.kernel", "if True:\n            self.kernel"),
        ("kernel = ops.transpose(self._table()) if self.tied else self.kernel_value(\"kernel\")",
         "kernel = self.kernel_value(\"kernel\")")],
-      ["tests/models/test_lm_head.py::test_tied_head_reads_the_embedding_table",
+      ["tests/layers/test_heads.py::test_tied_head_reads_the_embedding_table",
        "tests/models/test_causal_lm.py::test_tied_and_untied_readout"]),
 ]
 
