@@ -71,6 +71,7 @@ slower than the einsum (JAX, float32, batch 32, 64 tokens, 4 heads of 32).
 from keras import ops
 
 from keras_unitscale.backend import cudnn_attention_available, fused_attention
+from keras_unitscale._validation import positive_int, positive_number
 from keras_unitscale.ops.dropout import dropout as _dropout
 from keras_unitscale.ops.dropout import validate_rate
 from keras_unitscale.ops.residual import residual_taus
@@ -307,13 +308,9 @@ def decoder_residual_taus(num_blocks, residual_mult=1.0, residual_attn_ratio=1.0
     >>> [round(t, 4) for t in uops.decoder_residual_taus(1)[0]]
     [0.5774, 0.5, 0.4472]
     """
-    if int(num_blocks) < 1:
-        raise ValueError(f"`num_blocks` must be a positive integer; received {num_blocks!r}.")
-    if residual_mult <= 0 or residual_attn_ratio <= 0:
-        raise ValueError(
-            "`residual_mult` and `residual_attn_ratio` must be positive; received "
-            f"{residual_mult!r} and {residual_attn_ratio!r}."
-        )
+    num_blocks = positive_int(num_blocks, "num_blocks")
+    residual_mult = positive_number(residual_mult, "residual_mult")
+    residual_attn_ratio = positive_number(residual_attn_ratio, "residual_attn_ratio")
     mlp = residual_mult**2 / (num_blocks * (2.0 * residual_attn_ratio**2 + 1.0))
     attn = residual_attn_ratio**2 * mlp
     taus = residual_taus([attn, attn, mlp] * int(num_blocks))

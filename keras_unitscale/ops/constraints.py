@@ -5,16 +5,14 @@ and backward scales must agree or the summed gradient is wrong. A constraint pic
 scale. Weight gradients are never constrained.
 """
 
+from keras_unitscale._validation import one_of
+
 CONSTRAINTS = ("to_output_scale", "to_grad_input_scale", "gmean", None)
 
 
 def validate_constraint(constraint, name="constraint"):
     """Returns `constraint` if it names a known constraint, else raises `ValueError`."""
-    if constraint not in CONSTRAINTS:
-        raise ValueError(
-            f"`{name}` must be one of {list(CONSTRAINTS)}; received {constraint!r}."
-        )
-    return constraint
+    return one_of(constraint, CONSTRAINTS, name)
 
 
 def apply_constraint(constraint, output_scale, *grad_input_scales):

@@ -7,14 +7,12 @@ since it is a plain multiply, backward) gives `mask * x / sqrt(1 - p)`: unit std
 
 import keras
 
-from keras_unitscale.ops.scale import static_scale
+from keras_unitscale._validation import probability
 
 
 def validate_rate(rate, name="rate"):
-    r = static_scale(rate)
-    if r is None or not 0.0 <= r < 1.0:
-        raise ValueError(f"`{name}` must be a float in [0, 1); received {rate!r}.")
-    return r
+    """`rate` as a float in `[0, 1)`, else a `ValueError` naming `name`."""
+    return probability(rate, name)
 
 
 def dropout(x, rate, noise_shape=None, seed=None):

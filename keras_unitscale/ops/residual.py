@@ -18,8 +18,9 @@ import math
 
 from keras import ops
 
+from keras_unitscale._validation import non_negative_number, positive_int, positive_number
 from keras_unitscale.ops.constraints import apply_constraint
-from keras_unitscale.ops.scale import scale_bwd, scale_fwd, static_scale
+from keras_unitscale.ops.scale import scale_bwd, scale_fwd
 
 
 def add(a, b, constraint="to_output_scale"):
@@ -38,9 +39,7 @@ def add(a, b, constraint="to_output_scale"):
 
 def residual_coefficients(tau):
     """`(branch_weight, skip_weight) = (tau, 1) / sqrt(1 + tau^2)`."""
-    t = static_scale(tau)
-    if t is None or t < 0:
-        raise ValueError(f"`tau` must be a non-negative number; received {tau!r}.")
+    t = non_negative_number(tau, "tau")
     norm = math.sqrt(1.0 + t * t)
     return t / norm, 1.0 / norm
 
@@ -68,8 +67,7 @@ def residual_taus(branch_weights):
     """
     taus, total = [], 1.0
     for w in branch_weights:
-        if w < 0:
-            raise ValueError(f"`branch_weights` must be non-negative; received {w!r}.")
+        w = non_negative_number(w, "branch_weights")
         taus.append(math.sqrt(w / total))
         total += w
     return taus
@@ -87,13 +85,9 @@ def transformer_residual_taus(num_blocks, residual_mult=1.0, residual_attn_ratio
     >>> [round(t, 4) for t in uops.transformer_residual_taus(1)[0]]
     [0.7071, 0.5774]
     """
-    if int(num_blocks) < 1:
-        raise ValueError(f"`num_blocks` must be a positive integer; received {num_blocks!r}.")
-    if residual_mult <= 0 or residual_attn_ratio <= 0:
-        raise ValueError(
-            "`residual_mult` and `residual_attn_ratio` must be positive; received "
-            f"{residual_mult!r} and {residual_attn_ratio!r}."
-        )
+    num_blocks = positive_int(num_blocks, "num_blocks")
+    residual_mult = positive_number(residual_mult, "residual_mult")
+    residual_attn_ratio = positive_number(residual_attn_ratio, "residual_attn_ratio")
     mlp = 2.0 * residual_mult**2 / (2 * num_blocks * (1.0 + residual_attn_ratio**2))
     attn = residual_attn_ratio**2 * mlp
     taus = residual_taus([attn, mlp] * int(num_blocks))

@@ -12,6 +12,7 @@ import numbers
 
 from keras import ops
 
+from keras_unitscale._validation import finite_number, positive_number  # noqa: F401
 from keras_unitscale.backend import custom_gradient
 
 
@@ -22,20 +23,10 @@ def static_scale(scale):
     return None
 
 
-def positive_number(value, name):
-    """A positive, finite int or float, returned as a float (multipliers, scales); else a
-    `ValueError` naming the argument `name`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        0 < value < float("inf")
-    ):
-        raise ValueError(f"`{name}` must be a positive number; received {value!r}.")
-    return float(value)
-
-
 def _check_finite(scale, name):
     s = static_scale(scale)
-    if s is not None and not (s == s and abs(s) != float("inf")):
-        raise ValueError(f"`{name}` must be a finite number; received {scale!r}.")
+    if s is not None:
+        finite_number(s, name)
     return s
 
 
