@@ -180,6 +180,8 @@ def _sampler(args):
 
 
 def _train(args):
+    if args.epochs < 1:  # zero epochs would save an untrained preset
+        raise CommandError(f"--epochs must be a positive integer; received {args.epochs}.")
     import keras
 
     from keras_unitscale.presets import load_preset, read_metadata, save_preset

@@ -1,9 +1,12 @@
 """Unit-scaled multi-head attention, with a key/value cache for incremental decoding."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_unitscale import ops as uops
+from keras_unitscale._validation import shapes_match, static_dim
+from keras_unitscale.backend import concrete_value
 from keras_unitscale.layers import _keras_arguments, _weights
 from keras_unitscale.layers._quantize import QuantizableKernels
 from keras_unitscale.ops.formats import attach_fp8, for_matmul, fp8_from_config, fp8_to_config
@@ -25,6 +28,42 @@ def _output_dim(output_shape):
 
 # The attribute holding each projection's kernel, by weight-name prefix.
 _ATTRIBUTES = {"query": "query", "key": "key", "value": "value", "attention_output": "output"}
+
+
+def _check_masks(target, value_length, source, **masks):
+    """Static mask shapes (checked under `jit` too): `[batch, target]` for `query_mask`,
+    `[batch, value_length]` for `value_mask`/`key_mask`, `[batch, target, source]` for
+    `attention_mask` (`None` matches anything, 1 broadcasts)."""
+    expected = {"query_mask": (target,), "value_mask": (value_length,),
+                "key_mask": (value_length,), "attention_mask": (target, source)}
+    for name, mask in masks.items():
+        if mask is None:
+            continue
+        shape = tuple(mask.shape)
+        # A dimension of 1 broadcasts (the backbones' `[batch, 1, source]` padding masks).
+        given = tuple(None if static_dim(d) == 1 else d for d in shape[1:])
+        if len(shape) != 1 + len(expected[name]) or not shapes_match(given, expected[name]):
+            raise ValueError(
+                f"`{name}` must have shape [batch, {', '.join(map(str, expected[name]))}] "
+                f"to match the query, key and value; received shape {shape}."
+            )
+
+
+def _check_cache_index(cache_update_index, length, cache_length):
+    """A concrete `cache_update_index` must leave room for the `length` new entries (past
+    the cache, the update would write the last slot); a traced one cannot be checked."""
+    index = (cache_update_index if isinstance(cache_update_index, int)
+             else concrete_value(cache_update_index))
+    length, cache_length = static_dim(length), static_dim(cache_length)
+    if index is None or length is None or cache_length is None:
+        return
+    index = int(np.asarray(index).reshape(()))
+    if not 0 <= index <= int(cache_length) - int(length):
+        raise ValueError(
+            f"`cache_update_index` must be in [0, {int(cache_length) - int(length)}] to write "
+            f"{int(length)} entries into a cache of {int(cache_length)} positions; received "
+            f"{index}."
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
@@ -327,6 +366,7 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
             value_mask = key_mask = None  # they describe the new entries, not the cache
             k, v = cache[:, 0, ...], cache[:, 1, ...]
             if cache_update_index is not None:
+                _check_cache_index(cache_update_index, key.shape[1], cache.shape[2])
                 k_new = self._project(key, "key_kernel", self.key_bias, self.key_dim)
                 k_new = self._rotate(k_new, start)
                 v_new = self._project(value, "value_kernel", None, self.value_dim)
@@ -336,6 +376,8 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
                 cache = ops.stack((k, v), axis=1)
             k, v = ops.cast(k, q.dtype), ops.cast(v, q.dtype)
 
+        _check_masks(query.shape[1], value.shape[1], k.shape[1], query_mask=query_mask,
+                     value_mask=value_mask, key_mask=key_mask, attention_mask=attention_mask)
         mask = self._merge_masks(query_mask, value_mask, key_mask, attention_mask)
         out = uops.dot_product_attention(
             q,

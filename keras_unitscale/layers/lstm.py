@@ -7,6 +7,7 @@ from keras_unitscale import ops as uops
 from keras_unitscale.layers import _weights
 from keras_unitscale.layers._quantize import QuantizableKernels
 from keras_unitscale.ops.formats import attach_fp8, fp8_from_config, fp8_to_config
+from keras_unitscale._validation import shapes_match
 from keras_unitscale.layers._validation import float_input, positive_int
 from keras_unitscale.ops.dropout import validate_rate
 from keras_unitscale.ops.recurrent import fused_kernel_disables_jit, lstm
@@ -139,6 +140,19 @@ def _check_rank(shape):
         )
 
 
+def _check_initial_state(initial_state, state_size, batch):
+    """Static shapes (checked under `jit` too): one `[batch, size]` tensor per state."""
+    sizes = [int(n) for n in keras.tree.flatten(state_size)]
+    states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+    shapes = [tuple(getattr(state, "shape", ())) for state in states]
+    expected = [(batch, size) for size in sizes]
+    if len(shapes) != len(sizes) or not all(map(shapes_match, shapes, expected)):
+        raise ValueError(
+            f"`initial_state` must be {len(sizes)} tensor(s) of shape [batch, units], "
+            f"{[(batch, n) for n in sizes]}; received shapes {shapes}."
+        )
+
+
 class _UnitScaledRNN(keras.layers.RNN):
     """What the unit-scaled LSTM and GRU share: arguments, masks, dropout, config.
 
@@ -203,6 +217,8 @@ class _UnitScaledRNN(keras.layers.RNN):
     def call(self, sequences, initial_state=None, mask=None, training=False):
         _check_rank(sequences.shape)
         float_input(sequences, "sequences")
+        if initial_state is not None:
+            _check_initial_state(initial_state, self.cell.state_size, sequences.shape[0])
         return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
 
     def _sequence_op_kwargs(self, sequences, initial_state, mask, training):

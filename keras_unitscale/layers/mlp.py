@@ -3,7 +3,7 @@
 import keras
 
 from keras_unitscale import ops as uops
-from keras_unitscale.layers._validation import positive_int
+from keras_unitscale._validation import positive_int, probability
 from keras_unitscale.layers.dense import Dense
 from keras_unitscale.layers.dropout import Dropout
 from keras_unitscale.ops.activations import (
@@ -57,7 +57,7 @@ class MLP(keras.layers.Layer):
             )
         self.gated = bool(gated)
         self.use_bias = bool(use_bias)
-        self.dropout = float(dropout)
+        self.dropout = probability(dropout, "dropout")
         self.constraint = uops.validate_constraint(constraint)
         self.supports_masking = True
         dense = dict(use_bias=self.use_bias, constraint=self.constraint, dtype=self.dtype_policy)

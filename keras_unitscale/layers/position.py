@@ -2,12 +2,14 @@
 position embeddings. The scale rules are in `keras_unitscale.ops.position`."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_unitscale import ops as uops
+from keras_unitscale._validation import length_at_most, positive_int, static_dim
+from keras_unitscale.backend import concrete_value
 from keras_unitscale.layers import _weights
 from keras_unitscale.layers._quantize import QuantizableKernels
-from keras_unitscale.layers._validation import positive_int
 from keras_unitscale.layers.embedding import Embedding
 
 
@@ -69,8 +71,26 @@ class PositionEmbedding(QuantizableKernels, keras.layers.Layer):
         ), "embedding", int(inputs_shape[-1]))
 
     def call(self, inputs, start_index=0):
+        self._check_positions(inputs.shape[1], start_index)
         table = self.kernel_value("position_embeddings")
         return uops.position_embedding(table, inputs, start_index)
+
+    def _check_positions(self, length, start_index):
+        """Positions past the table cannot be looked up (a backend error, or on some
+        backends the last row silently): the static length is checked under `jit` too; a
+        `start_index` only where it is concrete (eager), as it is traced when decoding."""
+        length_at_most(length, self.sequence_length, "inputs", "`sequence_length`")
+        start = start_index if isinstance(start_index, int) else concrete_value(start_index)
+        length = static_dim(length)
+        if start is None or length is None:
+            return
+        start = int(np.asarray(start).reshape(()))
+        if start < 0 or start + int(length) > self.sequence_length:
+            raise ValueError(
+                f"`start_index` (the `cache_update_index` when decoding) must be in [0, "
+                f"{self.sequence_length - int(length)}] for {int(length)} positions within "
+                f"`sequence_length` ({self.sequence_length}); received {start}."
+            )
 
     def compute_output_shape(self, inputs_shape):
         return tuple(inputs_shape)

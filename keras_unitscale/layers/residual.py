@@ -3,6 +3,7 @@
 import keras
 
 from keras_unitscale import ops as uops
+from keras_unitscale._validation import shapes_match
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
@@ -41,10 +42,26 @@ class Residual(keras.layers.Layer):
     def call(self, inputs, training=False):
         residual, skip = uops.residual_split(inputs, self.tau)
         kwargs = {"training": training} if self.layer._call_has_training_arg else {}
-        return uops.residual_add(self.layer(residual, **kwargs), skip, self.tau)
+        branch = self.layer(residual, **kwargs)
+        self._check_branch(branch.shape, inputs.shape)
+        return uops.residual_add(branch, skip, self.tau)
 
     def compute_output_shape(self, input_shape):
+        try:
+            branch = self.layer.compute_output_shape(input_shape)
+        except Exception:  # a layer that cannot say: `call` checks the real shape
+            return input_shape
+        self._check_branch(branch, input_shape)
         return input_shape
+
+    def _check_branch(self, branch_shape, input_shape):
+        # Static shapes: checked under `jit` too, before the backend's broadcasting error.
+        if not shapes_match(branch_shape, input_shape):
+            raise ValueError(
+                f"`layer` must keep the shape of its input, which Residual adds its output "
+                f"to: inputs of shape {tuple(input_shape)}; {self.layer.name!r} returned "
+                f"shape {tuple(branch_shape)}."
+            )
 
     def get_config(self):
         config = super().get_config()

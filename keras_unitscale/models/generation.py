@@ -17,8 +17,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_unitscale import _validation
 from keras_unitscale.backend import compile_stateful
-from keras_unitscale.models.task import Task
+from keras_unitscale.models.task import Task, check_model_inputs, input_vocabulary_size
 
 SAMPLER_NAMES = {
     "greedy": "GreedySampler",
@@ -236,6 +237,15 @@ def check_max_length(max_length, prompt_length, limit=None):
     return int(max_length)
 
 
+def check_stop_token_ids(backbone, stop_token_ids):
+    """A tuple of ints within the vocabulary the model generates from."""
+    ids = _validation.int_tuple(stop_token_ids, "stop_token_ids")
+    size = input_vocabulary_size(backbone, "decoder_token_ids")
+    if size is not None:
+        _validation.ids_in_range(ids, size, "stop_token_ids")
+    return ids
+
+
 def check_texts(inputs, name="prompts"):
     """Returns `(texts, is_scalar)` for a string or a non-empty batch of strings."""
     if "tensorflow" in sys.modules and isinstance(inputs, sys.modules["tensorflow"].Tensor):
@@ -416,7 +426,9 @@ class GenerativeTask(Task):
                 )
             stop_token_ids = (self._end_token_id(),)
         elif stop_token_ids is not None:
-            stop_token_ids = tuple(int(t) for t in stop_token_ids)
+            stop_token_ids = check_stop_token_ids(self.backbone, stop_token_ids)
+        if packed:  # checked here, on concrete values: inside the compiled function, not
+            check_model_inputs(self.backbone, prompts, "prompts")
         function = self.make_generate_function(self._resolve_sampler(sampler))
         if packed:
             # Already packed: token ids and padding masks, as the backbone takes them.

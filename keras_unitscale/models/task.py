@@ -11,7 +11,9 @@ import sys
 import keras
 import numpy as np
 
+from keras_unitscale import _validation as check
 from keras_unitscale import precision
+from keras_unitscale.backend import concrete_value
 from keras_unitscale.models.unit_scaled_model import UnitScaledModel
 from keras_unitscale.presets.mixin import PresetMixin
 
@@ -87,6 +89,148 @@ def _bool_to_int(value):
     return value
 
 
+# Checks of what enters a task: on concrete (NumPy) values, before any compiled function ----
+def _concrete(value):
+    """`value` as a NumPy array when it holds concrete values, else None (symbolic, traced,
+    or not array-like)."""
+    if value is None or _is_dataset(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        try:
+            return np.asarray(value)
+        except ValueError:  # ragged
+            return None
+    try:
+        return concrete_value(value) if hasattr(value, "dtype") else None
+    except Exception:  # pragma: no cover - an unusual tensor type
+        return None
+
+
+def input_vocabulary_size(backbone, key):
+    if key.startswith("decoder") and getattr(backbone, "decoder_vocabulary_size", None):
+        return backbone.decoder_vocabulary_size
+    return getattr(backbone, "vocabulary_size", None)
+
+
+def check_model_inputs(backbone, x, argument="x"):
+    """Checks packed inputs given for `backbone` (what a preprocessor would make) before
+    they reach a compiled function, where bad values are not caught: a dict with the
+    backbone's input names; token ids of an integer dtype within the vocabulary (out of
+    range, a gather gives NaN on JAX and clamps on TensorFlow); padding masks of their token
+    ids' shape; sequences no longer than the backbone's `max_sequence_length`. `argument`
+    is the name the user passed `x` under. Symbolic or traced values are left alone."""
+    try:
+        inputs = backbone.input
+    except (AttributeError, ValueError):
+        return
+    if not isinstance(inputs, dict) or x is None or _is_dataset(x):
+        return
+    names = sorted(inputs)
+    if not isinstance(x, dict):
+        if _concrete(x) is not None:
+            raise ValueError(
+                f"`{argument}` must be a dict of {names} (the packed inputs the backbone "
+                f"takes), or raw inputs for a task with a preprocessor; received "
+                f"{type(x).__name__}: {x!r:.60}."
+            )
+        return
+    missing = [name for name in names if name not in x]
+    if missing:
+        raise ValueError(
+            f"`{argument}` must have the keys {names}; it lacks {missing} (received keys "
+            f"{sorted(map(str, x))})."
+        )
+    values = {name: _concrete(x[name]) for name in names}
+    limit = getattr(backbone, "max_sequence_length", None)
+    for name in sorted(names, key=lambda n: not n.endswith("token_ids")):
+        value, spec, label = values[name], inputs[name], f'{argument}["{name}"]'
+        if value is None:
+            continue
+        if value.ndim != len(spec.shape):
+            raise ValueError(
+                f"`{label}` must have rank {len(spec.shape)} ([batch, length]); received "
+                f"shape {value.shape}."
+            )
+        if name.endswith("token_ids"):
+            check.integer_dtype(value, label)
+            size = input_vocabulary_size(backbone, name)
+            if size is not None:
+                check.ids_in_range(value, size, label)
+        if name.endswith("padding_mask"):
+            ids = values.get(name.replace("padding_mask", "token_ids"))
+            if ids is not None:
+                check.same_shape(value.shape, ids.shape, label,
+                                 f'`{argument}["{name.replace("padding_mask", "token_ids")}"]`')
+        if value.ndim >= 2 and limit is not None:
+            check.length_at_most(value.shape[1], limit, label,
+                                 "the backbone's max_sequence_length")
+
+
+def check_preprocessor(backbone, preprocessor):
+    """A task's preprocessor must fit its backbone: sequences within the backbone's
+    positions, token ids within its vocabulary (when the tokenizer's is already set)."""
+    if preprocessor is None:
+        return
+    limit = getattr(backbone, "max_sequence_length", None)
+    for attr in ("sequence_length", "encoder_sequence_length", "decoder_sequence_length"):
+        length = getattr(preprocessor, attr, None)
+        if limit is not None and length is not None and length > limit:
+            raise ValueError(
+                f"`preprocessor`'s {attr} ({length}) exceeds the backbone's "
+                f"max_sequence_length ({limit}): its sequences would not fit the position "
+                f"embedding. Give the preprocessor {attr}<={limit} or build the backbone "
+                "with more positions."
+            )
+    for attr, key in (("tokenizer", "token_ids"), ("decoder_tokenizer", "decoder_token_ids")):
+        tokenizer = getattr(preprocessor, attr, None)
+        size = input_vocabulary_size(backbone, key)
+        try:
+            have = int(tokenizer.vocabulary_size())
+        except Exception:  # no tokenizer, or its vocabulary is still loading
+            continue
+        if size is not None and have > size:
+            raise ValueError(
+                f"`preprocessor`'s {attr} has {have} tokens, more than the backbone's "
+                f"vocabulary_size ({size}): its ids would fall outside the embedding."
+            )
+
+
+def check_raw_text(x, argument="x"):
+    """Raw inputs for a text preprocessor: strings (or a dict of them), not ids or None."""
+    if x is None or _is_dataset(x):
+        return
+    leaves = list(x.values()) if isinstance(x, dict) else [x]
+    for leaf in leaves:
+        if isinstance(leaf, (str, bytes)):
+            continue
+        if isinstance(leaf, np.ndarray):
+            if leaf.dtype.kind in "SU" or leaf.dtype.kind == "O" and all(
+                isinstance(v, (str, bytes)) for v in leaf.ravel()
+            ):
+                continue
+            raise ValueError(
+                f"`{argument}` must be raw text (strings) for this task's preprocessor; "
+                f"received an array of dtype {leaf.dtype}. To feed token ids, set "
+                "`task.preprocessor = None` and pass a dict of packed inputs."
+            )
+        if isinstance(leaf, (list, tuple)):
+            for i, value in enumerate(leaf):
+                if not isinstance(value, (str, bytes)):
+                    raise ValueError(
+                        f"`{argument}` must hold strings for this task's preprocessor; "
+                        f"element {i} is {type(value).__name__}: {value!r:.60}."
+                    )
+
+
+def _check_fit_arguments(batch_size, validation_split, epochs):
+    if batch_size is not None:
+        check.positive_int(batch_size, "batch_size")
+    if validation_split not in (None, 0, 0.0):
+        check.open_fraction(validation_split, "validation_split")
+    if epochs is not None:
+        check.positive_int(epochs, "epochs")
+
+
 class Task(PresetMixin, UnitScaledModel):
     """Base class of the task models: `backbone` + `preprocessor` + a head.
 
@@ -150,6 +294,8 @@ class Task(PresetMixin, UnitScaledModel):
                 "preprocess: use `predict(x)` (or `fit`/`evaluate`), or call "
                 "`model(model.preprocessor(x))`."
             )
+        if isinstance(inputs, dict) and self.backbone is not None:
+            check_model_inputs(self.backbone, inputs, "inputs")
         return super().__call__(*args, **kwargs)
 
     # Input pipeline ---------------------------------------------------------------------
@@ -190,6 +336,8 @@ class Task(PresetMixin, UnitScaledModel):
             )
         if x is None:
             raise ValueError("`x` must be given: raw inputs or a `tf.data.Dataset`.")
+        if getattr(self.preprocessor, "tokenizer", None) is not None:
+            check_raw_text(x, "x")
         n = _num_samples(x)
         if n == 0:
             raise ValueError(f"`x` is empty: there is nothing to process. Received x={x!r:.60}.")
@@ -214,10 +362,14 @@ class Task(PresetMixin, UnitScaledModel):
 
     def fit(self, x=None, y=None, batch_size=None, sample_weight=None, validation_data=None,
             validation_split=0.0, shuffle=True, **kwargs):
+        _check_fit_arguments(batch_size, validation_split, kwargs.get("epochs"))
         x, y, sample_weight = _as_inputs(x), _as_inputs(y), _as_inputs(sample_weight)
         if isinstance(validation_data, (list, tuple)):
             validation_data = tuple(_as_inputs(v) for v in validation_data)
         if self.preprocessor is None:
+            check_model_inputs(self.backbone, x, "x")
+            if isinstance(validation_data, tuple) and validation_data:
+                check_model_inputs(self.backbone, validation_data[0], "validation_data[0]")
             if y is not None and not _is_dataset(x):
                 self.check_targets(y)
             return super().fit(x, y, batch_size=batch_size, sample_weight=sample_weight,
@@ -249,8 +401,10 @@ class Task(PresetMixin, UnitScaledModel):
         return super().fit(train, validation_data=validation_data, shuffle=False, **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None, **kwargs):
+        _check_fit_arguments(batch_size, None, None)
         x, y, sample_weight = _as_inputs(x), _as_inputs(y), _as_inputs(sample_weight)
         if self.preprocessor is None or kwargs.get("_use_cached_eval_dataset", False):
+            check_model_inputs(self.backbone, x, "x")
             if y is not None and not _is_dataset(x):
                 self.check_targets(y)
             return super().evaluate(x, y, batch_size=batch_size, sample_weight=sample_weight,
@@ -258,8 +412,10 @@ class Task(PresetMixin, UnitScaledModel):
         return super().evaluate(self._dataset(x, y, sample_weight, batch_size), **kwargs)
 
     def predict(self, x, batch_size=None, **kwargs):
+        _check_fit_arguments(batch_size, None, None)
         x = _as_inputs(x)
         if self.preprocessor is None:
+            check_model_inputs(self.backbone, x, "x")
             return super().predict(x, batch_size=batch_size, **kwargs)
         return super().predict(self._dataset(x, None, None, batch_size), **kwargs)
 

@@ -6,8 +6,8 @@ from keras import ops
 
 from keras_unitscale import layers
 from keras_unitscale import ops as uops
-from keras_unitscale.layers._validation import positive_int, positive_number
-from keras_unitscale.models.task import Task
+from keras_unitscale._validation import one_of, positive_int, positive_number
+from keras_unitscale.models.task import Task, check_preprocessor
 from keras_unitscale.ops.dropout import validate_rate
 
 POOLINGS = ("mean", "max", "first", "last")
@@ -46,9 +46,7 @@ class SequencePooling(keras.layers.Layer):
 
     def __init__(self, pooling="mean", **kwargs):
         super().__init__(**kwargs)
-        if pooling not in POOLINGS:
-            raise ValueError(f"`pooling` must be one of {list(POOLINGS)}; received {pooling!r}.")
-        self.pooling = pooling
+        self.pooling = one_of(pooling, POOLINGS, "pooling")
         self.supports_masking = True  # takes the padding mask explicitly; returns none
 
     def compute_mask(self, hidden, mask=None):
@@ -184,6 +182,7 @@ class TextClassifier(Task):
             )
         dropout = validate_rate(dropout, "dropout")
         output_mult = positive_number(output_mult, "output_mult")
+        check_preprocessor(backbone, preprocessor)
         dtype = backbone.dtype_policy
 
         # === Layers ===

@@ -116,11 +116,26 @@ class VocabularyTokenizer(keras_hub.tokenizers.Tokenizer):
         tokenizer = cls(**kwargs)
         if isinstance(corpus, (str, bytes)):
             raise TypeError("`corpus` must be an iterable of strings, not a single string.")
-        texts = (as_string(text, "corpus", i) for i, text in enumerate(corpus))
-        pieces = (tokenizer._split_python(text) for text in texts)
-        tokenizer.set_vocabulary(
-            vocab_lib.build_vocabulary(pieces, min_frequency=min_frequency, max_size=max_size)
+        count = [0]  # texts seen (the corpus may be a generator: not kept in memory)
+
+        def pieces():
+            for i, text in enumerate(corpus):
+                count[0] = i + 1
+                yield tokenizer._split_python(as_string(text, "corpus", i))
+
+        vocabulary = vocab_lib.build_vocabulary(
+            pieces(), min_frequency=min_frequency, max_size=max_size
         )
+        if len(vocabulary) == len(vocab_lib.SPECIAL_TOKENS) and max_size != len(vocabulary):
+            # Only special tokens: every text would become [UNK].
+            found = "is empty" if not count[0] else (
+                f"has no token seen at least min_frequency={min_frequency} times"
+            )
+            raise ValueError(
+                f"`corpus` {found} ({count[0]} texts): the vocabulary would hold only the "
+                "special tokens. Pass a non-empty list of texts."
+            )
+        tokenizer.set_vocabulary(vocabulary)
         return tokenizer
 
     # Splitting ------------------------------------------------------------------------------
