@@ -34,8 +34,10 @@ class Embedding(QuantizableKernels, keras.layers.Layer):
             `quantization_config` are accepted at their default `None` only (no LoRA
             adapters; quantise with `quantize()`), refused otherwise with the reason.
 
-    Ids outside `[0, input_dim)` raise a `ValueError` when the layer runs eagerly (inside a
-    compiled function they cannot be checked and are clipped by the backend's gather).
+    Ids outside `[0, input_dim)` raise a `ValueError` when the layer runs eagerly. Inside a
+    compiled function they cannot be checked: JAX's gather gives NaN rows, TensorFlow's fails
+    or returns an unchecked row. The tasks check ids on concrete values before compiling
+    (`fit`, `evaluate`, `predict`, `generate`: `keras_unitscale.models.task.check_model_inputs`).
 
     Example:
     >>> import numpy as np
