@@ -17,4 +17,4 @@ from keras_unitscale.layers.position import (
 from keras_unitscale.layers.transformer import TransformerDecoderBlock, TransformerEncoderBlock
 from keras_unitscale.layers.lstm import LSTM
 from keras_unitscale.layers.gru import GRU
-from keras_unitscale.layers.heads import LMHead
+from keras_unitscale.layers.heads import LMHead, OutputMultiplier, SequencePooling

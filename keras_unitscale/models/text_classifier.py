@@ -2,107 +2,16 @@
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_unitscale import layers
-from keras_unitscale import ops as uops
-from keras_unitscale._validation import one_of, positive_int, positive_number
+from keras_unitscale._validation import positive_int, positive_number
+from keras_unitscale.layers.heads import (  # noqa: F401 (re-exported: their old home)
+    POOLINGS,
+    OutputMultiplier,
+    SequencePooling,
+)
 from keras_unitscale.models.task import Task, check_preprocessor
 from keras_unitscale.ops.dropout import validate_rate
-
-POOLINGS = ("mean", "max", "first", "last")
-
-
-@keras.saving.register_keras_serializable(package="keras_unitscale")
-class SequencePooling(keras.layers.Layer):
-    """Pools `[batch, length, dim]` hidden states to `[batch, dim]` over the real tokens.
-
-    - `"mean"`: the average of the real tokens. Its gradient is unit-scaled: every real
-      token receives the pooled gradient itself rather than `1 / n` of it (the forward
-      mean, the backward sum). The hidden states feed nothing else, so no constraint ties
-      the two scales, and the backbone below gets unit gradients at every position, as its
-      own weight-gradient scales assume.
-    - `"max"`: the largest value of each feature over the real tokens.
-    - `"first"`: the first token (a `[CLS]` token for a transformer encoder).
-    - `"last"`: the last real token (for causal or forward-only recurrent backbones).
-
-    Args:
-        pooling: one of `"mean"`, `"max"`, `"first"`, `"last"`.
-
-    Call arguments:
-        hidden: `[batch, length, dim]`.
-        padding_mask: `[batch, length]`, true (or 1) on real tokens (right-padded).
-
-    Example:
-    >>> import numpy as np
-    >>> from keras_unitscale.models.text_classifier import SequencePooling
-    >>> hidden = np.arange(6, dtype="float32").reshape(1, 3, 2)
-    >>> mask = np.array([[1, 1, 0]])
-    >>> np.asarray(SequencePooling("mean")(hidden, mask)).tolist()
-    [[1.0, 2.0]]
-    >>> np.asarray(SequencePooling("last")(hidden, mask)).tolist()
-    [[2.0, 3.0]]
-    """
-
-    def __init__(self, pooling="mean", **kwargs):
-        super().__init__(**kwargs)
-        self.pooling = one_of(pooling, POOLINGS, "pooling")
-        self.supports_masking = True  # takes the padding mask explicitly; returns none
-
-    def compute_mask(self, hidden, mask=None):
-        return None
-
-    def call(self, hidden, padding_mask):
-        mask = ops.cast(padding_mask, "bool")
-        if self.pooling == "first":
-            return hidden[:, 0, :]
-        if self.pooling == "last":
-            last = ops.maximum(ops.sum(ops.cast(mask, "int32"), axis=1) - 1, 0)
-            return ops.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0, :]
-        weights = ops.cast(mask, hidden.dtype)[:, :, None]
-        if self.pooling == "max":
-            lowest = ops.cast(np.finfo(keras.backend.standardize_dtype(hidden.dtype)).min,
-                              hidden.dtype)
-            return ops.max(ops.where(weights > 0, hidden, lowest), axis=1)
-        count = ops.maximum(ops.sum(weights, axis=1), 1.0)
-        # Forward: sum / n. Backward: the pooled gradient to every real token (see above).
-        return uops.scale_fwd(ops.sum(hidden * weights, axis=1), 1.0 / count)
-
-    def compute_output_shape(self, hidden_shape, padding_mask_shape=None):
-        return (hidden_shape[0], hidden_shape[-1])
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(pooling=self.pooling)
-        return config
-
-
-@keras.saving.register_keras_serializable(package="keras_unitscale")
-class OutputMultiplier(keras.layers.Layer):
-    """u-muP's output multiplier: `mult * logits` forward, the gradient passed on unscaled.
-
-    Example:
-    >>> import numpy as np
-    >>> np.asarray(OutputMultiplier(4.0)(np.ones((1, 2), "float32"))).tolist()
-    [[4.0, 4.0]]
-    """
-
-    def __init__(self, mult, **kwargs):
-        super().__init__(**kwargs)
-        self.mult = positive_number(mult, "mult")
-        self.built = True
-
-    def call(self, logits):
-        return uops.scale_fwd(logits, self.mult)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(mult=self.mult)
-        return config
-
 
 def _labels(y):
     """`(numpy dtype, values or None)` of labels: an array, a list, a tensor or a tf spec."""

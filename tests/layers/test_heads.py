@@ -59,3 +59,13 @@ def test_old_import_path_and_saved_name(tmp_path):
     x = _hidden(6, 8).reshape(2, 3, 8)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.saving.load_model(path)(x)),
                                keras.ops.convert_to_numpy(model(x)), rtol=1e-6)
+
+
+def test_moved_heads_keep_their_old_paths_and_saved_names():
+    # SequencePooling and OutputMultiplier moved from keras_unitscale.models.text_classifier.
+    from keras_unitscale import layers
+    from keras_unitscale.models import text_classifier
+
+    for name in ("SequencePooling", "OutputMultiplier"):
+        assert getattr(text_classifier, name) is getattr(layers, name)
+        assert keras.saving.get_registered_name(getattr(layers, name)) == f"keras_unitscale>{name}"
