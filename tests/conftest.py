@@ -5,15 +5,22 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Most of the suite's time on JAX is XLA compiling hundreds of small programs (every eager op
-# on a new shape is one). LLVM's optimisation level 0 compiles them about a quarter faster
-# (tests/models/test_text_classifier.py and test_padding_invariance.py, one process: 215 s ->
-# 165 s of CPU time). The same HLO runs, less optimised; at most the last bits of a rounding
-# can differ (fused multiply-adds), which every tolerance here allows. Child processes
-# inherit it. TensorFlow's tests took the same time either way. Benchmarks do not set it.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-    ).strip()
+# on a new shape is one). Two flags make each compile cheaper; the same HLO runs, at most the
+# last bits of a rounding can differ (fused multiply-adds), which every tolerance here allows:
+# - LLVM's optimisation level 0 (tests/models/test_text_classifier.py and
+#   test_padding_invariance.py, one process: 215 s -> 165 s of CPU time);
+# - XLA:CPU's older loop emitters instead of its MLIR fusion emitters, whose fixed cost per
+#   compile dominates programs this small (tests/ops/test_attention.py and
+#   tests/layers/test_transformer.py on JAX, one process: 95 s -> 54 s of CPU time; 60 small
+#   eager programs: 21 s -> 11.5 s).
+# TensorFlow reads XLA_FLAGS too (its XLA-compiled tests pass with them); its other tests took
+# the same time either way. Child processes inherit them. Benchmarks do not set them.
+_FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
+_flags = os.environ.get("XLA_FLAGS", "")
+for _flag in _FAST_COMPILE:
+    if _flag.split("=")[0] not in _flags:
+        _flags = f"{_flags} {_flag}".strip()
+os.environ["XLA_FLAGS"] = _flags
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
