@@ -16,11 +16,12 @@ def test_demo_runs_every_step_and_the_export_matches(tmp_path, capsys):
         presets[role] = str(tmp_path / role)
         save_preset(make(), presets[role])
     accuracy, error = demo.main(epochs=1, train_size=64, presets=presets,
-                                export_dir=str(tmp_path / "export"))
+                                export_dir=str(tmp_path / "export"), test_size=128)
     out = capsys.readouterr().out
     for section in ("1. Scales", "2. Presets", "3. Fine-tuning", "4. Export"):
         assert section in out
     assert 0.0 <= accuracy <= 1.0
+    assert "test accuracy on 128 reviews" in out
     assert error < 1e-5  # the reloaded SavedModel gives the Keras model's probabilities
     assert (tmp_path / "export" / "1" / "saved_model.pb").is_file()
     # The unit-scaled network's scales sit near one where the plain one's do not.
