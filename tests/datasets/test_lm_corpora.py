@@ -1,6 +1,10 @@
 import numpy as np
+import pytest
 
 from keras_unitscale.datasets import load_peoples_daily, load_python_docs
+
+# Python and NumPy only: no Keras backend in the path, so one pass runs it.
+pytestmark = pytest.mark.backend_independent
 
 
 def test_peoples_daily_counts_and_formats():

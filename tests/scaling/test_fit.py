@@ -14,6 +14,9 @@ from keras_unitscale.scaling import (
     fit_power_law,
 )
 
+# NumPy only: no Keras backend in the path, so one pass runs it.
+pytestmark = pytest.mark.backend_independent
+
 POWER = dict(E=1.8, A=25.0, alpha=0.28)
 CHINCHILLA = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann et al.'s fit
 NOISE = 0.01  # 1% multiplicative noise on each loss

@@ -16,6 +16,9 @@ from keras_unitscale.datasets.lm_corpora import load_peoples_daily
 from keras_unitscale.export import graph
 from keras_unitscale.tokenizers import JiebaTokenizer, jieba_graph
 
+# TensorFlow ops and jieba only: no Keras backend in the path, so one pass runs it.
+pytestmark = pytest.mark.backend_independent
+
 WRITTEN = [
     "", " ", "\t\n \u3000", "a", "好", "我来到北京清华大学", "他来到了网易杭研大厦",
     "小明硕士毕业于中国科学院计算所，后在日本京都大学深造",
