@@ -180,8 +180,14 @@ def _sampler(args):
 
 
 def _train(args):
+    # Named as the user typed them (the library's own messages name `epochs=`, `batch_size=`).
     if args.epochs < 1:  # zero epochs would save an untrained preset
         raise CommandError(f"--epochs must be a positive integer; received {args.epochs}.")
+    if args.batch_size < 1:
+        raise CommandError(f"--batch-size must be a positive integer; received {args.batch_size}.")
+    if not 0.0 <= args.validation_split < 1.0:
+        raise CommandError("--validation-split must be in [0, 1) (the fraction of the data held "
+                           f"out; 0 holds none out); received {args.validation_split}.")
     import keras
 
     from keras_unitscale.presets import load_preset, read_metadata, save_preset

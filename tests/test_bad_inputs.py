@@ -15,10 +15,15 @@ from keras_unitscale import _validation as check
 from keras_unitscale import ops as uops
 from keras_unitscale.cli import main
 from keras_unitscale.layers.attention import _check_cache_index, _check_masks
-from keras_unitscale.models import CausalLM, TextClassifier
-from keras_unitscale.models.task import check_model_inputs
+from keras_unitscale.models import CausalLM, Seq2SeqLM, TextClassifier
 from keras_unitscale.models.backbones import TransformerDecoderBackbone, TransformerEncoderBackbone
-from keras_unitscale.preprocessors import CausalLMPreprocessor, TextClassifierPreprocessor
+from keras_unitscale.models.seq2seq_backbone import Seq2SeqBackbone
+from keras_unitscale.models.task_inputs import check_model_inputs
+from keras_unitscale.preprocessors import (
+    CausalLMPreprocessor,
+    Seq2SeqLMPreprocessor,
+    TextClassifierPreprocessor,
+)
 from keras_unitscale.tokenizers import CharacterTokenizer
 
 NAN, INF = float("nan"), float("inf")
@@ -49,6 +54,11 @@ def m():
         encoder=encoder, attention=attention, lstm=ku.layers.LSTM(5), gru=ku.layers.GRU(5),
         positions=ku.layers.PositionEmbedding(4),
     )
+
+
+def _seq2seq_backbone(m):
+    return Seq2SeqBackbone(m.vocab, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=8,
+                           max_sequence_length=LENGTH)
 
 
 def packed(ids, mask=None):
@@ -257,6 +267,14 @@ TASKS = [
      lambda m: TextClassifier(m.encoder, 2, preprocessor=TextClassifierPreprocessor(
          CharacterTokenizer.from_corpus(TEXTS + ["abc"]), sequence_length=LENGTH)),
      "vocabulary_size"),
+    ("causal_lm-sequence-over-positions",
+     lambda m: CausalLM(m.lm.backbone, CausalLMPreprocessor(m.tokenizer,
+                                                            sequence_length=LENGTH + 4)),
+     "`preprocessor`'s sequence_length"),
+    ("seq2seq_lm-decoder-sequence-over-positions",
+     lambda m: Seq2SeqLM(_seq2seq_backbone(m), Seq2SeqLMPreprocessor(
+         m.tokenizer, m.tokenizer, LENGTH, LENGTH + 4)),
+     "`preprocessor`'s decoder_sequence_length"),
     ("classifier-pooling", lambda m: TextClassifier(m.encoder, 2, pooling="sum"), "`pooling`"),
     ("classifier-dropout", lambda m: TextClassifier(m.encoder, 2, dropout=1.5), "`dropout`"),
     ("classifier-output_mult-nan",
@@ -376,11 +394,14 @@ def test_valid_calls_still_pass(m):
 
 
 # 5. The command line --------------------------------------------------------------------
-@pytest.mark.parametrize("epochs", ["0", "-2"])
-def test_cli_train_refuses_zero_epochs(tmp_path, capsys, epochs):
+@pytest.mark.parametrize("option, value", [
+    ("--epochs", "0"), ("--epochs", "-2"), ("--batch-size", "0"), ("--validation-split", "1.5"),
+    ("--validation-split", "-0.1"), ("--validation-split", "1"),
+])
+def test_cli_train_refuses_bad_options_by_their_names(tmp_path, capsys, option, value):
     code = main(["train", "text_classifier", "--data", str(tmp_path / "none.csv"),
-                 "--output", str(tmp_path / "out"), "--epochs", epochs])
+                 "--output", str(tmp_path / "out"), option, value])
     assert code == 1
-    assert "--epochs" in capsys.readouterr().err
+    assert option in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

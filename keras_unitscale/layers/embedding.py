@@ -37,7 +37,7 @@ class Embedding(QuantizableKernels, keras.layers.Layer):
     Ids outside `[0, input_dim)` raise a `ValueError` when the layer runs eagerly. Inside a
     compiled function they cannot be checked: JAX's gather gives NaN rows, TensorFlow's fails
     or returns an unchecked row. The tasks check ids on concrete values before compiling
-    (`fit`, `evaluate`, `predict`, `generate`: `keras_unitscale.models.task.check_model_inputs`).
+    (`fit`, `evaluate`, `predict`, `generate`: `keras_unitscale.models.task_inputs.check_model_inputs`).
 
     Example:
     >>> import numpy as np

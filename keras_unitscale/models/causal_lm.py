@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_unitscale.layers.heads import LMHead
 from keras_unitscale.models.generation import (
     GenerativeTask,
     check_max_length,
@@ -10,7 +11,7 @@ from keras_unitscale.models.generation import (
     generated_mask,
     strip_prompt_mask,
 )
-from keras_unitscale.layers.heads import LMHead
+from keras_unitscale.models.task_inputs import check_preprocessor
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
@@ -78,6 +79,7 @@ class CausalLM(GenerativeTask):
                 f"`tie_weights=True` needs the backbone's token embedding width (embedding_dim "
                 f"{width}) to equal its hidden_dim ({hidden_dim})."
             )
+        check_preprocessor(backbone, preprocessor)
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor

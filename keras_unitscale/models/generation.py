@@ -25,7 +25,8 @@ from keras_unitscale.models.decoding import (  # noqa: F401 (re-exported: their 
     prefill,
     prefill_lengths,
 )
-from keras_unitscale.models.task import Task, check_model_inputs, input_vocabulary_size
+from keras_unitscale.models.task import Task
+from keras_unitscale.models.task_inputs import check_model_inputs, input_vocabulary_size
 
 SAMPLER_NAMES = {
     "greedy": "GreedySampler",

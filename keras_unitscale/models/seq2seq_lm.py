@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_unitscale.layers.heads import LMHead
 from keras_unitscale.models.generation import (
     GenerativeTask,
     check_max_length,
@@ -11,7 +12,7 @@ from keras_unitscale.models.generation import (
     generated_mask,
     strip_prompt_mask,
 )
-from keras_unitscale.layers.heads import LMHead
+from keras_unitscale.models.task_inputs import check_preprocessor
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
@@ -53,6 +54,7 @@ class Seq2SeqLM(GenerativeTask):
     """
 
     def __init__(self, backbone, preprocessor=None, tie_weights=True, output_mult=1.0, **kwargs):
+        check_preprocessor(backbone, preprocessor)
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor

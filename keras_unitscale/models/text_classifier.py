@@ -10,7 +10,8 @@ from keras_unitscale.layers.heads import (  # noqa: F401 (re-exported: their old
     OutputMultiplier,
     SequencePooling,
 )
-from keras_unitscale.models.task import Task, check_preprocessor
+from keras_unitscale.models.task import Task
+from keras_unitscale.models.task_inputs import check_preprocessor
 from keras_unitscale.ops.dropout import validate_rate
 
 def _labels(y):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from keras_unitscale import _validation as check
 from keras_unitscale import ops as uops
-from keras_unitscale.models.task import check_model_inputs
+from keras_unitscale.models.task_inputs import check_model_inputs
 
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True, database=None)
 SIZES = st.sampled_from([1, 3, 8])
