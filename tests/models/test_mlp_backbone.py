@@ -173,3 +173,29 @@ def test_causal_lm_generate_decodes_greedily_through_the_cache():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MLPBackbone(**kwargs)
+
+
+def test_a_tied_causal_lm_needs_embedding_dim_equal_to_hidden_dim(backbone):
+    # `backbone` has embedding_dim 6 and hidden_dim 16: a tied readout cannot be built.
+    with pytest.raises(ValueError, match=r"tie_weights=True.*embedding_dim 6.*hidden_dim \(16\)"):
+        ku.models.CausalLM(backbone)
+    untied = ku.models.CausalLM(backbone, tie_weights=False)
+    assert not untied.lm_head.tied
+
+
+def test_quantize_int8_quantizes_every_kernel_and_round_trips(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = ku.models.CausalLM(MLPBackbone(VOCAB, hidden_dim=16, window=WINDOW))
+    ids = _ids()
+    x = {"token_ids": ids, "padding_mask": np.ones_like(ids)}
+    before = _np(model(x))
+    model.quantize("int8")
+    quantized = {layer.name for layer in model.backbone._flatten_layers()
+                 if layer.dtype_policy.quantization_mode == "int8"}
+    assert quantized == {"token_embedding", "hidden"}  # the readout is the tied table
+    after = _np(model(x))
+    # Weight-only int8 at abs-max per channel: a relative error near 2^-8, not a new model.
+    assert 0 < np.abs(after - before).max() < 0.02 * np.abs(before).max()
+    model.save(tmp_path / "lm.keras")
+    loaded = keras.models.load_model(tmp_path / "lm.keras")
+    np.testing.assert_array_equal(_np(loaded(x)), after)
