@@ -48,3 +48,7 @@ from keras_unitscale.ops.formats import (
     quantize_bwd,
     quantize_fwd,
 )
+
+# Registers FP8Native with Keras, so a layer's saved `fp8` setting deserialises whichever of
+# these modules was imported first (`formats` no longer imports `fp8_native`: it imports it).
+from keras_unitscale.ops import fp8_native  # noqa: E402,F401

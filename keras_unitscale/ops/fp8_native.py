@@ -36,7 +36,8 @@ import warnings
 
 import keras
 
-from keras_unitscale.ops.formats import FP8Simulation, OVERFLOWS, _check_choice, get_format
+from keras_unitscale.ops.casts import OVERFLOWS, _check_choice, get_format
+from keras_unitscale.ops.formats import FP8Simulation
 
 _EMULATE = [False]
 _WARNED = set()
