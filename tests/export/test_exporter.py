@@ -240,3 +240,42 @@ def test_unbuilt_tasks_and_bad_arguments_are_named(causal_lm_export, tmp_path, m
     with pytest.raises(ValueError, match="`task` .* has not been built"):
         classifier.export(tmp_path)
     assert os.listdir(tmp_path) == ["file"]  # nothing written on failure
+
+
+
+def test_a_task_without_a_preprocessor_under_a_mixed_policy_serves_as_it_predicts(tmp_path):
+    """A causal LM built under `mixed_bfloat16` (float32 variables, bfloat16 compute) and
+    exported without a preprocessor: the export has the id signatures only
+    (`serving_default` is `token_ids`); their float32 logits equal `predict`'s to float32
+    rounding and differ from the same weights computed in float32 by a bfloat16 rounding (the
+    export did not fall back to float32); its greedy decoding equals `generate(...,
+    stop_token_ids=None)` and runs to the full length (no end token without a tokenizer)."""
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    task = tiny_causal_lm()
+    bare = CausalLM(task.backbone, preprocessor=None)
+    assert bare.backbone.dtype_policy.name == "mixed_bfloat16"
+    packed = {"token_ids": np.array([[1, 5, 6, 0, 0, 0], [1, 7, 0, 0, 0, 0]], "int32"),
+              "padding_mask": np.array([[1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 0, 0]], "int32")}
+    predicted = _np(bare.predict(packed, verbose=0)).astype("float32")
+    loaded = tf.saved_model.load(export_task(bare, tmp_path))
+    assert sorted(loaded.signatures) == ["generate_token_ids", "serving_default", "token_ids"]
+    request = {name: tf.constant(value) for name, value in packed.items()}
+    for name in ("serving_default", "token_ids"):
+        outputs = loaded.signatures[name](**request)
+        assert sorted(outputs) == ["logits"] and outputs["logits"].dtype == tf.float32, name
+        np.testing.assert_allclose(outputs["logits"].numpy(), predicted, rtol=1e-5, atol=1e-5,
+                                   err_msg=name)
+    generated = loaded.signatures["generate_token_ids"](**request)
+    expected = bare.generate(packed, stop_token_ids=None)
+    assert sorted(generated) == sorted(expected) == ["padding_mask", "token_ids"]
+    for name, value in expected.items():
+        np.testing.assert_array_equal(generated[name].numpy(), value, err_msg=name)
+    assert expected["padding_mask"].all()  # every position generated: nothing stopped it
+    np.testing.assert_array_equal(expected["token_ids"][:, :2], packed["token_ids"][:, :2])
+
+    keras.config.set_dtype_policy("float32")
+    in_float32 = CausalLM(tiny_causal_lm().backbone, preprocessor=None)
+    in_float32.set_weights(bare.get_weights())  # float32 variables either way
+    in_float32 = _np(in_float32(packed, training=False))
+    difference = np.abs(in_float32 - predicted).max() / np.abs(in_float32).max()
+    assert 1e-4 < difference < 0.05, difference
