@@ -9,6 +9,8 @@ Everything else in keras-unitscale is written against `keras.ops`. What cannot b
   function has several outputs) and return a tuple with one gradient per input.
 - `vjp` and `layer_vjp`: forward values plus a pull-back, for scale analysis and tests.
 - `num_replicas_in_sync`: how many replicas a `tf.distribute` strategy splits a batch over.
+- `rnn`, `fused_rnn`, `cudnn_disables_jit`: Keras' recurrent loop and the fused LSTM / GRU
+  kernels (cuDNN), which `keras.ops` does not expose.
 """
 
 import keras
@@ -263,6 +265,31 @@ def cudnn_disables_jit(cell="lstm", unroll=False, use_bias=True):
     return keras_backend.cudnn_ok(
         keras.activations.tanh, keras.activations.sigmoid, unroll, use_bias, reset_after
     )
+
+
+def rnn(step, inputs, states, **kwargs):
+    """Keras' own recurrent loop over `inputs: [batch, time, ...]` (`keras.src.backend.rnn`:
+    the backend's while loop or scan), as `keras.layers.RNN` runs it; keyword arguments and
+    the result `(last_output, outputs, new_states)` are Keras'."""
+    from keras.src import backend as keras_backend
+
+    return keras_backend.rnn(step, inputs, states, **kwargs)
+
+
+def fused_rnn(cell, inputs, states, mask, kernel, recurrent_kernel, bias, **kwargs):
+    """The backend's fused LSTM or GRU kernel (`cell`: `"lstm"` or `"gru"`), with tanh and
+    sigmoid and, for the GRU, `reset_after=True`: cuDNN where Keras' LSTM / GRU would use it,
+    JAX's scan GRU. Raises `NotImplementedError` where it cannot run (as Keras' does);
+    keyword arguments and the result are those of `rnn`."""
+    from keras.src import backend as keras_backend
+
+    weights = dict(
+        kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias,
+        activation=keras.activations.tanh, recurrent_activation=keras.activations.sigmoid,
+    )
+    if cell == "lstm":
+        return keras_backend.lstm(inputs, states[0], states[1], mask, **weights, **kwargs)
+    return keras_backend.gru(inputs, states[0], mask, **weights, reset_after=True, **kwargs)
 
 
 def export_endpoint_options(polymorphic_shapes, constraints=()):

@@ -1,14 +1,14 @@
-"""Unit-scaled `GRU`."""
+"""Unit-scaled `GRU`: the base (`keras_unitscale.layers.recurrent`) with three gates, one
+state, a two-row bias and the GRU op."""
 
 import keras
 
-from keras_unitscale.layers._validation import positive_int
-from keras_unitscale.layers.lstm import _RecurrentWeights, _UnitScaledRNN, keras_rnn_arguments
+from keras_unitscale.layers.recurrent import UnitScaledRNN
 from keras_unitscale.ops.recurrent import gru
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
-class GRU(_UnitScaledRNN):
+class GRU(UnitScaledRNN):
     """Gated recurrent unit with unit scaling: drop-in for `keras.layers.GRU`.
 
     Keras' default GRU (`reset_after=True`, tanh/sigmoid, gates z, r, candidate, the same
@@ -59,6 +59,10 @@ class GRU(_UnitScaledRNN):
     """
 
     _kind = "gru"
+    _op = staticmethod(gru)
+    _gates = 3  # z, r, candidate
+    _bias_rows = 2  # input and recurrent rows (reset_after=True)
+    _state_count = 1  # h
 
     def __init__(
         self,
@@ -76,38 +80,14 @@ class GRU(_UnitScaledRNN):
         use_cudnn="auto",
         **kwargs,
     ):
-        units = positive_int(units, "units")
         if kwargs.pop("reset_after", True) is not True:
             raise ValueError(
                 "`reset_after` must be True (Keras' default, the cuDNN-compatible GRU): the "
                 "unit-scaled GRU applies the reset gate after the recurrent matmul, whose "
                 "scale is derived for that form."
             )
-        cell_dtype = kwargs.pop("cell_dtype", None)  # a quantised cell's policy (LSTM's)
-        options = keras_rnn_arguments(kwargs, "GRU")
-        cell = _RecurrentWeights(
-            units,
-            gates=3,
-            bias_rows=2 if use_bias else 0,
-            forget_bias=0.0,
-            state_count=1,
-            options=options,
-            dtype=cell_dtype or kwargs.get("dtype"),
-            trainable=kwargs.get("trainable", True),
-            name="gru_cell",
-        )
         super().__init__(
-            cell, units, dropout, recurrent_dropout, seed, use_bias, constraint,
+            units, dropout, recurrent_dropout, seed, use_bias, constraint,
             return_sequences, return_state, go_backwards, stateful, unroll, use_cudnn,
             **kwargs,
-        )
-
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        return gru(
-            sequences,
-            initial_state,
-            self.cell.kernel_value("kernel"),
-            self.cell.kernel_value("recurrent_kernel"),
-            self.cell.bias,
-            **self._sequence_op_kwargs(sequences, initial_state, mask, training),
         )

@@ -1,4 +1,4 @@
-"""Unit-scaled recurrent layers (LSTM, GRU): the scale rules and the sequence ops.
+"""Unit-scaled recurrent cells (LSTM, GRU) and the one sequence op that runs them.
 
 LSTM (Keras gate order i, f, c, o): `z_t = s_x x_t W + s_h h_{t-1} U + b`,
 `c_t = sig(z_f) c_{t-1} + sig(z_i) tanh(z_c)`, `h_t = sig(z_o) tanh(c_t)`, output `kappa h_t`.
@@ -6,181 +6,35 @@ GRU (Keras' `reset_after=True`, gates z, r, candidate): `h_t = z h_{t-1} + (1 - 
 `a = s_x x_t W_h + r (s_h h_{t-1} U_h + b_rec)`, output `kappa h_t`. Weights are N(0, 1),
 biases zero (the LSTM's forget block may start at one).
 
-Mean-field derivation (in full, with measurements, in docs/lstm.md). Assume each gate
-pre-activation N(0, 1) (the LSTM forget gate N(b_f, 1)), and gates, states and gradients
-independent per unit:
-- forward: the stationary variance of the carried state (`c`, or the GRU's `h`) gives
-  `E[h^2]`, and the output constant is `kappa = E[h^2] ** -0.5`;
-- pre-activations: fan-in scales `s_x = sqrt((1 - eta2) / d)` on the x-path and
-  `s_h = kappa sqrt(eta2 / u)` on the h-path (h has std `1 / kappa`), so their sum is unit;
-- backward: a gradient `G_h` on h sends `eta2 kappa^2 Q G_h` back one step through the
-  recurrent kernel (Q: per-unit sum over the gates). `eta2` is chosen so that this gain is
-  `RHO = 1/4`: the naive `eta2 = 1/2` makes the LSTM chaotic (gradients explode with length);
-  the quarter keeps a margin for the time correlations the mean field drops. The GRU's
-  direct carry adds `E[z^2]` to its gain, `rho`. A unit gradient on every output then gives
-  `G_h = kappa^2 / (1 - rho)` for any length;
-- input gradient: variance `s^2 u Q_x G_h`; the unit-gradient scale
-  `(u Q_x kappa^2 / (1 - rho)) ** -0.5` is tied to `s_x` by `constraint`, as in `linear`;
-- weight gradients: `n ** -0.5` for W and b, `kappa sqrt(Q_x / Q) n ** -0.5` for U (its
-  input h has std `1 / kappa`; the GRU's reset gate shrinks the gradient reaching U_h, the
-  LSTM has `Q_x = Q`), `n` the (batch x time) positions receiving an upstream gradient.
+The scales come from a mean-field derivation, in `keras_unitscale.ops.recurrent_scales`
+(re-exported here; in full, with measurements, in docs/lstm.md).
 
 Every scale is folded into the weights (`scale_fwd(scale_bwd(W, weight_grad_scale), s)`)
 once per call, outside the recurrence, so the loop is a plain LSTM/GRU and a backend's fused
 kernel (cuDNN; JAX's scan GRU) can run it. Folding `s_h` with `scale_fwd` gives the h-path a
 backward scale equal to its forward one, as the constraint on that non-cut edge requires;
 `kappa` is a plain multiply for the same reason, and so is its inverse on an initial `h`.
+
+One op, `run_sequence`, runs either cell; a `Cell` says what differs (its step, its fused
+kernel, how its bias splits between the input projection and the step). `lstm` and `gru` are
+the public entry points: they derive the cell's scales and call it.
 """
 
 import collections
-import functools
-import math
 
-import keras
-import numpy as np
 from keras import ops
-from keras.src import backend as keras_backend
 
-from keras_unitscale.backend import cudnn_disables_jit
-from keras_unitscale.ops.constraints import apply_constraint
+from keras_unitscale.backend import cudnn_disables_jit, fused_rnn, rnn
 from keras_unitscale.ops.linear import _product
-from keras_unitscale.ops.scale import leading_size, rsqrt_size, scale_bwd, scale_fwd
-
-RHO = 0.25
-"""Mean-field backward gain per step through the recurrent kernel (module docstring)."""
-
-RecurrentScales = collections.namedtuple(
-    "RecurrentScales", ["input", "input_grad", "recurrent", "output", "recurrent_weight_grad"]
+from keras_unitscale.ops.recurrent_scales import (  # noqa: F401  (re-exported)
+    RHO,
+    RecurrentScales,
+    gru_moments,
+    gru_scales,
+    lstm_moments,
+    lstm_scales,
 )
-RecurrentScales.__doc__ = """Scales of a unit-scaled LSTM or GRU (Python floats).
-
-`input`, `input_grad`: forward scale of the x-path and the scale of the input gradient (tied
-by the constraint); `recurrent`: the h-path scale (forward = backward); `output`: kappa;
-`recurrent_weight_grad`: the factor on U's gradient on top of `n ** -0.5`.
-"""
-
-
-def _expect(fn, mean=0.0, var=1.0):
-    # E[fn(z)] for z ~ N(mean, var), by a Riemann sum on a fine grid (tails < 1e-30).
-    t = np.linspace(-12.0, 12.0, 48_001)
-    w = np.exp(-0.5 * t * t) * (t[1] - t[0]) / math.sqrt(2.0 * math.pi)
-    return float(np.sum(w * fn(mean + math.sqrt(var) * t)))
-
-
-def _sig(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def _dsig(z):
-    return _sig(z) * (1.0 - _sig(z))
-
-
-def _dtanh(z):
-    return 1.0 - np.tanh(z) ** 2
-
-
-@functools.lru_cache(maxsize=None)
-def lstm_moments(forget_bias=0.0):
-    """`(kappa, eta2, q, var_c)` of the LSTM's mean-field derivation for a forget-gate bias.
-
-    Example:
-    >>> from keras_unitscale.ops.recurrent import lstm_moments
-    >>> kappa, eta2, q, var_c = lstm_moments(0.0)
-    >>> round(kappa, 2), round(eta2, 3)
-    (5.2, 0.159)
-    """
-    bf = float(forget_bias)
-    sig2 = _expect(lambda z: _sig(z) ** 2)
-    tanh2 = _expect(lambda z: np.tanh(z) ** 2)
-    forget2 = _expect(lambda z: _sig(z) ** 2, bf)
-    var_c = sig2 * tanh2 / (1.0 - forget2)
-    tanh_c2 = _expect(lambda c: np.tanh(c) ** 2, 0.0, var_c)
-    kappa = (sig2 * tanh_c2) ** -0.5
-    # Backward, per unit of E[(dL/dh)^2]: the output gate, then the cell (with its carry).
-    dsig2 = _expect(lambda z: _dsig(z) ** 2)
-    dsig_f2 = _expect(lambda z: _dsig(z) ** 2, bf)
-    dtanh2 = _expect(lambda z: _dtanh(z) ** 2)
-    cell = sig2 * _expect(lambda c: _dtanh(c) ** 2, 0.0, var_c) / (1.0 - forget2)
-    q = tanh_c2 * dsig2 + cell * (var_c * dsig_f2 + tanh2 * dsig2 + sig2 * dtanh2)
-    eta2 = RHO / (kappa**2 * q)
-    return kappa, eta2, q, var_c
-
-
-def lstm_scales(input_dim, units, forget_bias=0.0, constraint="to_output_scale"):
-    """The LSTM's `RecurrentScales` for inputs of size `input_dim` and `units` cells.
-
-    Example:
-    >>> from keras_unitscale.ops.recurrent import lstm_scales
-    >>> s = lstm_scales(128, 128)
-    >>> round(s.output, 2), round(s.input, 3), round(s.recurrent, 3)
-    (5.2, 0.081, 0.183)
-    """
-    kappa, eta2, q, _ = lstm_moments(forget_bias)
-    return _scales(input_dim, units, kappa, eta2, q, q, RHO, constraint)
-
-
-def _gru_terms(eta2):
-    sig2 = _expect(lambda z: _sig(z) ** 2)
-    dsig2 = _expect(lambda z: _dsig(z) ** 2)
-    # The candidate's h-path is gated by r: its pre-activation variance is below one.
-    var_a = 1.0 - eta2 * (1.0 - sig2)
-    tanh2 = _expect(lambda a: np.tanh(a) ** 2, 0.0, var_a)
-    dtanh2 = _expect(lambda a: _dtanh(a) ** 2, 0.0, var_a)
-    var_h = sig2 * tanh2 / (1.0 - sig2)  # (1 - z) has the law of z
-    kappa = var_h**-0.5
-    # Per unit of E[(dL/dh)^2]: update gate (h_{t-1} - tanh(a)), candidate, reset gate.
-    update = (var_h + tanh2) * dsig2
-    candidate = sig2 * dtanh2
-    q_h = update + candidate * (eta2 * dsig2 + sig2)  # through U: U_h sees r * d(a)
-    q_x = update + candidate * (1.0 + eta2 * dsig2)  # through W
-    return kappa, q_h, q_x, sig2
-
-
-@functools.lru_cache(maxsize=None)
-def gru_moments():
-    """`(kappa, eta2, q_x, rho)` of the GRU's mean-field derivation.
-
-    `eta2` solves `eta2 kappa^2 q_h = RHO` (kappa and q_h depend on it through the reset
-    gate); `rho = E[z^2] + RHO` is the total backward gain per step, carry included.
-
-    Example:
-    >>> from keras_unitscale.ops.recurrent import gru_moments
-    >>> kappa, eta2, q_x, rho = gru_moments()
-    >>> round(kappa, 2), round(eta2, 2), round(rho, 2)
-    (2.74, 0.48, 0.54)
-    """
-    lo, hi = 0.0, 1.0
-    for _ in range(50):
-        mid = 0.5 * (lo + hi)
-        kappa, q_h, _, _ = _gru_terms(mid)
-        lo, hi = (mid, hi) if mid * kappa**2 * q_h < RHO else (lo, mid)
-    eta2 = 0.5 * (lo + hi)
-    kappa, _, q_x, sig2 = _gru_terms(eta2)
-    return kappa, eta2, q_x, sig2 + RHO
-
-
-def gru_scales(input_dim, units, constraint="to_output_scale"):
-    """The GRU's `RecurrentScales` for inputs of size `input_dim` and `units` cells.
-
-    Example:
-    >>> from keras_unitscale.ops.recurrent import gru_scales
-    >>> s = gru_scales(128, 128)
-    >>> round(s.output, 2), round(s.input, 3), round(s.recurrent, 3)
-    (2.74, 0.064, 0.167)
-    """
-    kappa, eta2, q_x, rho = gru_moments()
-    q_h = RHO / (eta2 * kappa**2)
-    return _scales(input_dim, units, kappa, eta2, q_x, q_h, rho, constraint)
-
-
-def _scales(input_dim, units, kappa, eta2, q_x, q_h, rho, constraint):
-    fwd = ((1.0 - eta2) / input_dim) ** 0.5
-    bwd = (units * q_x * kappa**2 / (1.0 - rho)) ** -0.5
-    x_fwd, x_bwd = apply_constraint(constraint, fwd, bwd)
-    # U's input h has std 1 / kappa, and its output gradient is sqrt(q_h / q_x) times W's
-    # (the GRU's reset gate multiplies U_h's; equal for the LSTM).
-    u_grad = kappa * (q_x / q_h) ** 0.5
-    return RecurrentScales(x_fwd, x_bwd, kappa * (eta2 / units) ** 0.5, kappa, u_grad)
+from keras_unitscale.ops.scale import leading_size, rsqrt_size, scale_bwd, scale_fwd
 
 
 def recurrent_weights(kernel, recurrent_kernel, bias, contributions, scales):
@@ -251,20 +105,18 @@ def _gru_step(kernel, recurrent_kernel, bias, recurrent_dropout_mask):
     return step
 
 
-def _lstm_fused(x, states, mask, w, u, b, **kwargs):
-    return keras_backend.lstm(
-        x, states[0], states[1], mask, kernel=w, recurrent_kernel=u, bias=b,
-        activation=keras.activations.tanh, recurrent_activation=keras.activations.sigmoid,
-        **kwargs,
-    )
+Cell = collections.namedtuple("Cell", ["name", "step", "split_bias"])
+Cell.__doc__ = """What `run_sequence` needs to know of a recurrent cell.
 
+`name`: `"lstm"` or `"gru"` (the backend's fused kernel of that name); `step(kernel,
+recurrent_kernel, bias, recurrent_dropout_mask)`: the step function of Keras' loop (with
+`kernel` None, its input is the precomputed `x_t W` plus the input bias); `split_bias(bias)`:
+`(input_bias, step_bias)` for that precomputed form (the input projection's bias, and what
+the step still adds).
+"""
 
-def _gru_fused(x, states, mask, w, u, b, **kwargs):
-    return keras_backend.gru(
-        x, states[0], mask, kernel=w, recurrent_kernel=u, bias=b,
-        activation=keras.activations.tanh, recurrent_activation=keras.activations.sigmoid,
-        reset_after=True, **kwargs,
-    )
+LSTM_CELL = Cell("lstm", _lstm_step, lambda bias: (bias, None))
+GRU_CELL = Cell("gru", _gru_step, lambda bias: (bias[0], bias))  # bias rows: input, recurrent
 
 
 def _check_rank(sequences):
@@ -275,10 +127,27 @@ def _check_rank(sequences):
         )
 
 
-def _run(cell, scales, sequences, initial_state, kernel, recurrent_kernel, bias, mask,
-         dropout_mask, recurrent_dropout_mask, return_sequences, go_backwards, unroll,
-         zero_output_for_mask, fp8, use_fused):
-    step_fn, fused_fn = (_lstm_step, _lstm_fused) if cell == "lstm" else (_gru_step, _gru_fused)
+def run_sequence(
+    cell,
+    scales,
+    sequences,
+    initial_state,
+    kernel,
+    recurrent_kernel,
+    bias=None,
+    mask=None,
+    dropout_mask=None,
+    recurrent_dropout_mask=None,
+    return_sequences=False,
+    go_backwards=False,
+    unroll=False,
+    zero_output_for_mask=False,
+    fp8=None,
+    use_fused="auto",
+):
+    """Runs a `Cell` with its `RecurrentScales` over `sequences`; the arguments are those of
+    `lstm`, and so is the result."""
+    _check_rank(sequences)
     n = leading_size(sequences, 1 if return_sequences else 2)
     w, u, b = recurrent_weights(kernel, recurrent_kernel, bias, n, scales)
     states = list(initial_state)
@@ -299,9 +168,9 @@ def _run(cell, scales, sequences, initial_state, kernel, recurrent_kernel, bias,
             fused_x = ops.flip(x, axis=1)
             fused_mask = None if mask is None else ops.flip(mask, axis=1)
         try:
-            result = fused_fn(
-                fused_x, states, fused_mask, w, u, b, return_sequences=return_sequences,
-                go_backwards=False, unroll=unroll,
+            result = fused_rnn(
+                cell.name, fused_x, states, fused_mask, w, u, b,
+                return_sequences=return_sequences, go_backwards=False, unroll=unroll,
             )
         except NotImplementedError:
             result = None
@@ -315,16 +184,16 @@ def _run(cell, scales, sequences, initial_state, kernel, recurrent_kernel, bias,
             # Projecting x_t inside the loop, as Keras does, beats one batched projection on
             # XLA:CPU (the [batch, time, gates] intermediate leaves the cache); see
             # docs/benchmarks.md.
-            inputs, step = x, step_fn(w, u, b, recurrent_dropout_mask)
+            inputs, step = x, cell.step(w, u, b, recurrent_dropout_mask)
         else:
             # One batched projection outside the loop, so that every cast is outside it too.
             inputs = _product(x, w, fp8)
             step_bias = b
             if b is not None:
-                inputs = inputs + (b if cell == "lstm" else b[0])
-                step_bias = None if cell == "lstm" else b
-            step = step_fn(None, fp8.cast_forward(u), step_bias, recurrent_dropout_mask)
-        result = keras_backend.rnn(
+                input_bias, step_bias = cell.split_bias(b)
+                inputs = inputs + input_bias
+            step = cell.step(None, fp8.cast_forward(u), step_bias, recurrent_dropout_mask)
+        result = rnn(
             step,
             inputs,
             states,
@@ -347,16 +216,10 @@ def lstm(
     recurrent_kernel,
     bias=None,
     mask=None,
-    dropout_mask=None,
-    recurrent_dropout_mask=None,
-    return_sequences=False,
-    go_backwards=False,
-    unroll=False,
-    zero_output_for_mask=False,
+    *,
     forget_bias=0.0,
     constraint="to_output_scale",
-    fp8=None,
-    use_fused="auto",
+    **options,
 ):
     """Runs a unit-scaled LSTM over `sequences: [batch, time, d]`.
 
@@ -365,20 +228,22 @@ def lstm(
         initial_state: `[h, c]`, each `[batch, units]`; `h` in output units (as returned).
         kernel, recurrent_kernel, bias: `[d, 4u]`, `[u, 4u]`, `[4u]` or None; gates i, f, c, o.
         mask: optional `[batch, time]` boolean mask (masked steps carry the state over).
-        dropout_mask, recurrent_dropout_mask: optional `[batch, d]` / `[batch, u]` masks
-            already unit-scaled (see `keras_unitscale.ops.dropout`), shared over time.
-        return_sequences, go_backwards, unroll, zero_output_for_mask: as in `keras.layers.RNN`.
         forget_bias: the forget-gate bias at initialisation (enters the derivation).
         constraint: ties the input path's forward and input-gradient scales.
-        fp8: optional FP8 simulation (see `keras_unitscale.ops.linear`). With it, the input
+        **options: the loop's options (`run_sequence`'s keywords), all of them optional:
+            `dropout_mask`, `recurrent_dropout_mask`: `[batch, d]` / `[batch, u]` masks
+            already unit-scaled (see `keras_unitscale.ops.dropout`), shared over time;
+            `return_sequences`, `go_backwards`, `unroll`, `zero_output_for_mask`: as in
+            `keras.layers.RNN`;
+            `fp8`: an FP8 simulation (see `keras_unitscale.ops.linear`). With it, the input
             projection is one batched matmul outside the loop, with all of its casts there,
-            and the recurrent kernel is cast once per call.
-        use_fused: `"auto"` tries the backend's fused kernel, `True` requires it, `False`
-            never uses it. It runs the same maths; it is skipped with `fp8` or recurrent
-            dropout.
+            and the recurrent kernel is cast once per call;
+            `use_fused`: `"auto"` (default) tries the backend's fused kernel, `True` requires
+            it, `False` never uses it. It runs the same maths; it is skipped with `fp8` or
+            recurrent dropout.
 
     Returns:
-        `(last_output, outputs, [h, c])` as `keras.src.backend.rnn` does, in output units.
+        `(last_output, outputs, [h, c])` as Keras' recurrent loop does, in output units.
 
     Example:
     >>> import numpy as np
@@ -392,14 +257,12 @@ def lstm(
     >>> tuple(seq.shape), bool(0.75 < float(np.std(seq)) < 1.33)
     ((64, 16, 16), True)
     """
-    _check_rank(sequences)
     scales = lstm_scales(
         int(kernel.shape[0]), int(recurrent_kernel.shape[0]), forget_bias, constraint
     )
-    return _run(
-        "lstm", scales, sequences, initial_state, kernel, recurrent_kernel, bias, mask,
-        dropout_mask, recurrent_dropout_mask, return_sequences, go_backwards, unroll,
-        zero_output_for_mask, fp8, use_fused,
+    return run_sequence(
+        LSTM_CELL, scales, sequences, initial_state, kernel, recurrent_kernel, bias, mask,
+        **options,
     )
 
 
@@ -410,15 +273,9 @@ def gru(
     recurrent_kernel,
     bias=None,
     mask=None,
-    dropout_mask=None,
-    recurrent_dropout_mask=None,
-    return_sequences=False,
-    go_backwards=False,
-    unroll=False,
-    zero_output_for_mask=False,
+    *,
     constraint="to_output_scale",
-    fp8=None,
-    use_fused="auto",
+    **options,
 ):
     """Runs a unit-scaled GRU (Keras' `reset_after=True` form) over `sequences`.
 
@@ -444,10 +301,8 @@ def gru(
     >>> tuple(seq.shape), bool(0.75 < float(np.std(seq)) < 1.33)
     ((64, 16, 16), True)
     """
-    _check_rank(sequences)
     scales = gru_scales(int(kernel.shape[0]), int(recurrent_kernel.shape[0]), constraint)
-    return _run(
-        "gru", scales, sequences, initial_state, kernel, recurrent_kernel, bias, mask,
-        dropout_mask, recurrent_dropout_mask, return_sequences, go_backwards, unroll,
-        zero_output_for_mask, fp8, use_fused,
+    return run_sequence(
+        GRU_CELL, scales, sequences, initial_state, kernel, recurrent_kernel, bias, mask,
+        **options,
     )
