@@ -26,6 +26,7 @@ def presets(tmp_path_factory):
     import keras
 
     from keras_unitscale.models.backbones import LSTMBackbone
+    from keras_unitscale.models.seq2seq_backbone import Seq2SeqBackbone
     from keras_unitscale.presets import save_preset
 
     root = tmp_path_factory.mktemp("cli")
@@ -35,6 +36,9 @@ def presets(tmp_path_factory):
     save_preset(tiny_causal_lm(), root / "causal_lm")
     save_preset(tiny_seq2seq_lm(), root / "seq2seq_lm")
     save_preset(LSTMBackbone(10, hidden_dim=4), root / "lstm_arch", include_weights=False)
+    save_preset(Seq2SeqBackbone(10, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
+                                max_sequence_length=8, decoder_vocabulary_size=10),
+                root / "seq2seq_arch", include_weights=False)
     (root / "reviews.csv").write_text(
         "text,label\n" + "".join(f"{t},{'pos' if i % 2 else 'neg'}\n" for i, t in enumerate(ZH)),
         encoding="utf-8")
@@ -123,6 +127,11 @@ def test_generate_takes_several_prompts_and_sampler_options(capsys, presets):
                     "--seed", 1, *options) for _ in range(2)]
         assert all(code == 0 for code, _, _ in runs), runs
         assert runs[0][1] == runs[1][1]  # the same seed, the same text
+    # Another seed, another text: the sampler samples (greedy decoding would repeat itself) and
+    # --seed reaches it (the two runs above would differ if the global seed drove it alone).
+    code, other, _ = run(capsys, "generate", presets / "causal_lm", "这本", "--max-length", 8,
+                         "--seed", 2, "--sampler", "top_k", "--top-k", 3)
+    assert code == 0 and other.startswith("这本") and other != runs[0][1]
     code, _, err = run(capsys, "generate", presets / "causal_lm", "x", "--sampler", "top_k",
                        "--top-k", 0)
     assert code != 0 and "--top-k must be a positive integer" in err
@@ -153,6 +162,70 @@ def test_train_then_evaluate(capsys, presets, tmp_path, task, data, options):
     assert "loss: " in out and "accuracy: " in out
 
 
+def _epoch_losses(out):
+    """The loss Keras' progress bar shows at the end of each epoch."""
+    return [float(re.findall(r"(?<!val_)loss: ([0-9.]+)", epoch)[-1])
+            for epoch in out.split("Epoch ")[1:]]
+
+
+def test_train_a_translator_from_an_architecture(capsys, presets, tmp_path):
+    # Six pairs are one batch: each epoch is one step on it, so the second epoch's loss (after
+    # one update) is below the first's.
+    output = tmp_path / "translator"
+    code, out, err = run(capsys, "train", "seq2seq_lm", "--data", presets / "pairs.tsv",
+                         "--source-column", "zh", "--target-column", "en", "--preset",
+                         presets / "seq2seq_arch", "--output", output, "--epochs", 2,
+                         "--sequence-length", 8, "--tokenizer", "character")
+    assert code == 0, err
+    assert "saved a Seq2SeqLM preset" in out and os.path.isfile(output / "task.json")
+    losses = _epoch_losses(out)
+    assert len(losses) == 2 and losses[1] < losses[0], out
+    from keras_unitscale.models.seq2seq_lm import Seq2SeqLM
+    from keras_unitscale.presets import load_preset
+
+    task = load_preset(Seq2SeqLM, output)  # tokenizers built from each side of the data
+    assert set(task.preprocessor.tokenizer.get_vocabulary()) >= set("".join(ZH))
+    assert set(task.preprocessor.decoder_tokenizer.get_vocabulary()) >= set("".join(EN)) - {" "}
+
+
+def test_fine_tune_a_task_preset_keeps_its_tokenizer_and_label_names(capsys, tmp_path):
+    """From a preset of the same task: its preprocessor and its label order are kept (nothing
+    rebuilt from the new data, whose characters and sorted label names differ), and training
+    starts from its weights: one step moves them, but they stay close (a fresh initialisation
+    would be uncorrelated with them)."""
+    import keras
+    import numpy as np
+
+    from keras_unitscale.models.backbones import LSTMBackbone
+    from keras_unitscale.models.text_classifier import TextClassifier
+    from keras_unitscale.preprocessors import TextClassifierPreprocessor
+    from keras_unitscale.presets import load_preset, read_metadata, save_preset
+    from keras_unitscale.tokenizers import CharacterTokenizer
+
+    # Characters, not jieba: tracing jieba's segmentation for `fit` on TensorFlow costs ~10 s.
+    preprocessor = TextClassifierPreprocessor(CharacterTokenizer.from_corpus(ZH), 8)
+    source = tmp_path / "source"
+    save_preset(TextClassifier(LSTMBackbone(preprocessor.tokenizer.vocabulary_size(), 4), 2,
+                               preprocessor=preprocessor),
+                source, metadata={"label_names": ["yes", "no"]})
+    data = tmp_path / "new.csv"
+    data.write_text("text,label\n" + "".join(f"{t},{'no' if i % 2 else 'yes'}\n"
+                                              for i, t in enumerate(EN)), encoding="utf-8")
+    output = tmp_path / "tuned"
+    code, out, err = run(capsys, "train", "text_classifier", "--data", data, "--preset", source,
+                         "--output", output, "--epochs", 1, "--sequence-length", 16)
+    assert code == 0, err
+    assert read_metadata(output)["label_names"] == ["yes", "no"]
+    before, after = load_preset(TextClassifier, source), load_preset(TextClassifier, output)
+    assert after.preprocessor.tokenizer.get_vocabulary() == (
+        before.preprocessor.tokenizer.get_vocabulary())
+    assert after.preprocessor.sequence_length == 8
+    flat = [np.concatenate([keras.ops.convert_to_numpy(w).ravel() for w in task.weights])
+            for task in (before, after)]
+    assert not np.array_equal(*flat)
+    assert np.corrcoef(*flat)[0, 1] > 0.8, np.corrcoef(*flat)[0, 1]
+
+
 def test_evaluate_a_translator_on_named_columns(capsys, presets):
     code, out, err = run(capsys, "evaluate", presets / "seq2seq_lm", "--data",
                          presets / "pairs.tsv", "--source-column", "zh", "--target-column", "en")
@@ -171,6 +244,9 @@ def test_errors_are_one_readable_line(capsys, presets, tmp_path):
          "no such file"),
         (["train", "text_classifier", "--data", presets / "reviews.csv", "--preset",
           presets / "lstm_arch", "--output", presets], "not empty"),
+        (["train", "causal_lm", "--data", presets / "lines.txt", "--preset",
+          presets / "classifier", "--output", tmp_path / "lm"],
+         f"--preset {presets / 'classifier'} is a TextClassifier preset, not a CausalLM one"),
     ]
     for argv, expected in cases:
         code, out, err = run(capsys, *argv)
