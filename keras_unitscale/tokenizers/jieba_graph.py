@@ -38,19 +38,28 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from keras_unitscale.tokenizers._jieba_graph_ops import (  # noqa: F401  (WHITESPACE: public)
+    WHITESPACE,
+    E as _E,
+    S as _S,
+    is_space as _is_space,
+    next_values,
+    normalize_whitespace,
+    previous_values,
+    regex_starts,
+    route_lengths,
+    route_starts,
+    run_lengths,
+    spread_from_start,
+    viterbi,
+)
+
 SPACE_TOKEN = "\u2581"
 MIN_FLOAT = -3.14e100  # jieba.finalseg's log(0)
-# The code points for which Python's `str.isspace()` (and `re`'s `\s`) is true;
-# `test_jieba_graph` checks this list against Python.
-WHITESPACE = (
-    9, 10, 11, 12, 13, 28, 29, 30, 31, 32, 133, 160, 5760, 8192, 8193, 8194, 8195, 8196, 8197,
-    8198, 8199, 8200, 8201, 8202, 8232, 8233, 8239, 8287, 12288,
-)
 _BLOCK_WORD = re.compile("[\u4E00-\u9FD5a-zA-Z0-9+#&._%\\-]+")
 _BLOCK_SYMBOLS = tuple(ord(c) for c in "+#&._%-")
 _STATES = "BEMS"  # index order = jieba's tie order (max of (prob, state) takes the later one)
 _PREVIOUS = {"B": "ES", "M": "MB", "S": "SE", "E": "BM"}  # jieba.finalseg.PrevStatus
-_B, _E, _M, _S = range(4)
 _SENTINEL = 1.0  # a table miss; every log-probability is <= 0
 
 
@@ -152,7 +161,7 @@ class JiebaGraphSegmenter(tf.Module):
         """The ops of `__call__` (a 1-D string tensor in, a ragged string tensor out)."""
         texts = tf.convert_to_tensor(texts, tf.string)
         codes = tf.strings.unicode_decode(texts, "UTF-8", errors="strict")
-        chars, codes, lengths = _normalize_whitespace(codes)
+        chars, codes, lengths = normalize_whitespace(codes)
         batch = tf.shape(texts)[0]
         ragged_codes = tf.RaggedTensor.from_row_lengths(codes, lengths)
         # One padding column at least: the loops then never stack an empty list.
@@ -181,32 +190,32 @@ class JiebaGraphSegmenter(tf.Module):
         symbol = tf.reduce_any(codes[..., None] == tf.constant(_BLOCK_SYMBOLS), axis=-1)
         block = han | alnum | symbol
         lengths, found, log_p = self._candidates(chars, block)
-        route = _route_starts(block, lengths)
+        route = route_starts(block, lengths)
         single = route & tf.equal(lengths, 1)
         if not hmm:
             eng = single & alnum
-            joined = eng & _previous(eng)
+            joined = eng & previous_values(eng)
             return valid & (~block | (route & ~joined))
         # Runs of one-character route words (jieba's `buf`).
-        run_start = single & ~_previous(single)
-        run_length = _run_lengths(single, run_start)
+        run_start = single & ~previous_values(single)
+        run_length = run_lengths(single, run_start)
         # Is the whole run a dictionary word? Read at the run's first position.
         capped = tf.maximum(tf.minimum(run_length, self.max_word_length) - 1, 0)
         is_word = tf.gather(found, capped, batch_dims=2) & (run_length <= self.max_word_length)
-        is_word = _spread_from_start(is_word, single, run_start)
+        is_word = spread_from_start(is_word, single, run_start)
         hmm_region = single & ~is_word & (run_length >= 2)
-        same_run = _previous(hmm_region) & ~run_start
+        same_run = previous_values(hmm_region) & ~run_start
         han_run = hmm_region & han
-        han_start = han_run & ~(same_run & _previous(han))
+        han_start = han_run & ~(same_run & previous_values(han))
         other = hmm_region & ~han
-        other_start = other & ~(same_run & ~_previous(han))
+        other_start = other & ~(same_run & ~previous_values(han))
         emit_rows = tf.gather(tf.constant(self._emit, tf.float64), self.emitting.lookup(chars))
-        states = _viterbi(han_run, han_start, emit_rows, self._start, self._trans)
-        previous_state = _previous(states, fill=_S)
+        states = viterbi(han_run, han_start, emit_rows, self._start, self._trans)
+        previous_state = previous_values(states, fill=_S)
         han_word = han_run & (han_start | tf.equal(previous_state, _E) |
                               tf.equal(previous_state, _S))
-        next_digit = _next(other & ~other_start & digit)
-        other_word = _regex_starts(other, other_start, alnum, digit, codes, next_digit)
+        next_digit = next_values(other & ~other_start & digit)
+        other_word = regex_starts(other, other_start, alnum, digit, codes, next_digit)
         return valid & (~block | (route & ~single) | (single & ~hmm_region) | han_word |
                         other_word)
 
@@ -233,185 +242,4 @@ class JiebaGraphSegmenter(tf.Module):
                                      (1, chars, block, out))
         log_p = tf.transpose(out.stack(), [1, 2, 0])  # [batch, length, size]
         found = log_p < 0.5 * _SENTINEL
-        return _route_lengths(block, found, log_p, self._minus_log_total), found, log_p
-
-
-def _is_space(codes):
-    return tf.reduce_any(codes[:, None] == tf.constant(WHITESPACE, codes.dtype), axis=-1)
-
-
-def _normalize_whitespace(codes):
-    """Python's `re.sub(r"\\s+", " ", text).strip()`, keeping each run's first character
-    (written `▁` at the end). Returns the flat characters, code points and row lengths."""
-    flat = codes.flat_values
-    rows = codes.value_rowids()
-    batch = codes.nrows()
-    position = tf.range(tf.shape(flat)[0], dtype=tf.int64) - tf.gather(codes.row_starts(), rows)
-    space = _is_space(flat)
-    previous_space = tf.concat([[False], space[:-1]], axis=0) & (position > 0)
-    big = tf.int64.max
-    first = tf.math.unsorted_segment_min(tf.where(space, big, position), rows, batch)
-    last = tf.math.unsorted_segment_max(tf.where(space, -1 * tf.ones_like(position), position),
-                                        rows, batch)
-    inner = (position > tf.gather(first, rows)) & (position < tf.gather(last, rows))
-    keep = ~space | (~previous_space & inner)
-    kept = tf.boolean_mask(flat, keep)
-    lengths = tf.math.unsorted_segment_sum(tf.cast(keep, tf.int64), rows, batch)
-    chars = tf.strings.unicode_encode(kept[:, None], "UTF-8")
-    return chars, kept, lengths
-
-
-def _previous(x, fill=False):
-    pad = tf.fill([tf.shape(x)[0], 1], tf.constant(fill, x.dtype))
-    return tf.concat([pad, x[:, :-1]], axis=1)
-
-
-def _next(x, fill=False):
-    pad = tf.fill([tf.shape(x)[0], 1], tf.constant(fill, x.dtype))
-    return tf.concat([x[:, 1:], pad], axis=1)
-
-
-def _time_major(x):
-    rank = len(x.shape)
-    return tf.transpose(x, [1, 0] + list(range(2, rank)))
-
-
-def _route_lengths(block, found, log_p, minus_log_total):
-    """jieba's `calc`, right to left: the length of the best word at each position."""
-    max_len = found.shape[-1]
-    found_t, log_p_t, block_t = _time_major(found), _time_major(log_p), _time_major(block)
-    length, batch = tf.shape(block)[1], tf.shape(block)[0]
-    sizes = tf.range(1, max_len + 1)
-
-    def step(i, window, out):
-        found_i, log_p_i = tf.gather(found_t, i), tf.gather(log_p_t, i)
-        scores = tf.where(found_i, log_p_i + window, -math.inf)
-        best = tf.reduce_max(scores, axis=1)
-        best_size = tf.reduce_max(tf.where(found_i & (scores == best[:, None]), sizes, 0), 1)
-        any_found = tf.reduce_any(found_i, axis=1)
-        value = tf.where(any_found, best, minus_log_total + window[:, 0])
-        size = tf.where(any_found, best_size, 1)
-        value = tf.where(tf.gather(block_t, i), value, 0.0)  # a block ends: the next route is 0
-        window = tf.concat([value[:, None], window[:, :-1]], axis=1)
-        return i - 1, window, out.write(i, size)
-
-    out = tf.TensorArray(tf.int32, size=length, element_shape=[None])
-    _, _, out = tf.while_loop(
-        lambda i, *_: i >= 0, step,
-        (length - 1, tf.zeros([batch, max_len], tf.float64), out))
-    return tf.reshape(_time_major(out.stack()), [batch, length])
-
-
-def _route_starts(block, lengths):
-    """Left to right along the route: where each route word starts."""
-    block_start = block & ~_previous(block)
-    block_t, start_t, lengths_t = _time_major(block), _time_major(block_start), _time_major(
-        lengths)
-    length, batch = tf.shape(block)[1], tf.shape(block)[0]
-
-    def step(i, next_start, out):
-        is_start = tf.gather(block_t, i) & (tf.gather(start_t, i) | tf.equal(next_start, i))
-        next_start = tf.where(is_start, i + tf.gather(lengths_t, i), next_start)
-        return i + 1, next_start, out.write(i, is_start)
-
-    out = tf.TensorArray(tf.bool, size=length, element_shape=[None])
-    _, _, out = tf.while_loop(lambda i, *_: i < length, step,
-                              (0, tf.zeros([batch], tf.int32), out))
-    return tf.reshape(_time_major(out.stack()), [batch, length])
-
-
-def _run_ids(member, run_start):
-    """Numbers the runs of `member` positions across the batch (non-members: the last id)."""
-    runs_per_row = tf.reduce_sum(tf.cast(run_start, tf.int32), axis=1)
-    offsets = tf.cumsum(runs_per_row, exclusive=True)
-    run_id = tf.cumsum(tf.cast(run_start, tf.int32), axis=1) - 1 + offsets[:, None]
-    count = tf.reduce_sum(runs_per_row)
-    return tf.where(member, run_id, count), count + 1
-
-
-def _run_lengths(member, run_start):
-    """At each member position, the length of its run of `member` positions."""
-    ids, count = _run_ids(member, run_start)
-    sizes = tf.math.unsorted_segment_sum(tf.cast(member, tf.int32), ids, count)
-    return tf.where(member, tf.gather(sizes, ids), 0)
-
-
-def _spread_from_start(value, member, run_start):
-    """Each member position takes `value` at its run's first position."""
-    ids, count = _run_ids(member, run_start)
-    per_run = tf.math.unsorted_segment_max(
-        tf.where(run_start, tf.cast(value, tf.int32), 0), ids, count)
-    return member & (tf.gather(per_run, ids) > 0)
-
-
-def _viterbi(run, run_start, emit, start, trans):
-    """jieba.finalseg's Viterbi over each run of Han characters: the state (B, E, M, S as
-    0..3) at each position of a run (elsewhere S)."""
-    start = tf.constant(start, tf.float64)
-    trans = tf.constant(trans, tf.float64)
-    run_t, start_t, emit_t = _time_major(run), _time_major(run_start), _time_major(emit)
-    length, batch = tf.shape(run)[1], tf.shape(run)[0]
-    states = tf.range(4)
-
-    def forward(i, v, scores, pointers):
-        first = start[None, :] + tf.gather(emit_t, i)
-        candidates = (v[:, :, None] + trans[None]) + tf.gather(emit_t, i)[:, None, :]  # [batch, from, to]
-        best = tf.reduce_max(candidates, axis=1)
-        pointer = tf.reduce_max(
-            tf.where(candidates == best[:, None, :], states[None, :, None], -1), axis=1)
-        v = tf.where(tf.gather(start_t, i)[:, None], first, tf.where(tf.gather(run_t, i)[:, None], best, v))
-        return i + 1, v, scores.write(i, v), pointers.write(i, pointer)
-
-    scores = tf.TensorArray(tf.float64, size=length, element_shape=[None, 4])
-    pointers = tf.TensorArray(tf.int32, size=length, element_shape=[None, 4])
-    _, _, scores, pointers = tf.while_loop(
-        lambda i, *_: i < length, forward,
-        (0, tf.zeros([batch, 4], tf.float64), scores, pointers))
-    scores, pointers = scores.stack(), pointers.stack()
-    pointers = tf.concat([pointers, tf.zeros([1, batch, 4], tf.int32)], axis=0)
-    run_next = tf.concat([run_t[1:], tf.zeros([1, batch], tf.bool)], axis=0)
-    start_next = tf.concat([start_t[1:], tf.zeros([1, batch], tf.bool)], axis=0)
-    end_t = run_t & ~(run_next & ~start_next)
-
-    def backward(i, state, out):
-        last = tf.where(tf.gather(scores, i)[:, _S] >= tf.gather(scores, i)[:, _E], _S, _E)
-        followed = tf.gather(tf.gather(pointers, i + 1), state, batch_dims=1)
-        state = tf.where(tf.gather(end_t, i), last, tf.where(tf.gather(run_t, i), followed, _S))
-        return i - 1, state, out.write(i, state)
-
-    out = tf.TensorArray(tf.int32, size=length, element_shape=[None])
-    _, _, out = tf.while_loop(lambda i, *_: i >= 0, backward,
-                              (length - 1, tf.fill([batch], _S), out))
-    return tf.reshape(_time_major(out.stack()), [batch, length])
-
-
-def _regex_starts(member, run_start, alnum, digit, codes, next_digit):
-    """Where finalseg's `[a-zA-Z0-9]+(?:\\.\\d+)?%?` split starts a piece, in each run of
-    `member` characters: matches and the text between them are the pieces."""
-    dot, percent = tf.equal(codes, ord(".")), tf.equal(codes, ord("%"))
-    columns = [member, run_start, alnum, digit, dot, percent, next_digit]
-    member_t, start_t, alnum_t, digit_t, dot_t, percent_t, next_digit_t = (
-        _time_major(x) for x in columns)
-    length, batch = tf.shape(member)[1], tf.shape(member)[0]
-    gap, word, decimal, closed = 0, 1, 2, 3
-
-    def step(i, mode, out):
-        a, d = tf.gather(alnum_t, i), tf.gather(digit_t, i)
-        fresh = tf.where(a, word, gap)
-        in_word = tf.equal(mode, word)
-        in_decimal = tf.equal(mode, decimal)
-        in_gap = tf.equal(mode, gap)
-        to_decimal = in_word & tf.gather(dot_t, i) & tf.gather(next_digit_t, i)
-        to_closed = (in_word | in_decimal) & tf.gather(percent_t, i)
-        stays = (in_word & a) | (in_decimal & d) | to_decimal | to_closed | (in_gap & ~a)
-        new_mode = tf.where(to_decimal, decimal, tf.where(to_closed, closed, tf.where(
-            stays, mode, fresh)))
-        new_mode = tf.where(tf.gather(start_t, i), fresh, new_mode)
-        begins = tf.gather(member_t, i) & (tf.gather(start_t, i) | ~stays)
-        mode = tf.where(tf.gather(member_t, i), new_mode, mode)
-        return i + 1, mode, out.write(i, begins)
-
-    out = tf.TensorArray(tf.bool, size=length, element_shape=[None])
-    _, _, out = tf.while_loop(lambda i, *_: i < length, step,
-                              (0, tf.fill([batch], gap), out))
-    return tf.reshape(_time_major(out.stack()), [batch, length])
+        return route_lengths(block, found, log_p, self._minus_log_total), found, log_p
