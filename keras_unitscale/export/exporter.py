@@ -16,8 +16,15 @@ from keras import ops
 from keras_unitscale import backend
 from keras_unitscale.export import graph
 from keras_unitscale.export import spec as spec_lib
-from keras_unitscale.models.generation import get_sampler
 from keras_unitscale.presets import atomic
+from keras_unitscale.samplers import get_sampler
+
+# How each declared serving output (`spec.OUTPUTS`) is computed from the logits.
+_FROM_LOGITS = {
+    "logits": lambda logits: logits,
+    "probabilities": lambda logits: ops.softmax(logits, axis=-1),
+    "label": lambda logits: ops.cast(ops.argmax(logits, axis=-1), "int32"),
+}
 
 
 def _version_directory(path, version, overwrite):
@@ -78,23 +85,19 @@ def _shape_options(task, names):
     return backend.export_endpoint_options(shapes, constraints)
 
 
-def _model_outputs(task, kind):
+def _model_outputs(task):
+    names = tuple(task.serving_outputs)
+
     def outputs(inputs):
         logits = ops.cast(task(inputs, training=False), "float32")
-        if kind != "classifier":
-            return {"logits": logits}
-        return {
-            "logits": logits,
-            "probabilities": ops.softmax(logits, axis=-1),
-            "label": ops.cast(ops.argmax(logits, axis=-1), "int32"),
-        }
+        return {name: _FROM_LOGITS[name](logits) for name in names}
 
     return outputs
 
 
 def _generated_ids(task):
     sampler = get_sampler("greedy")
-    stop = None if task.preprocessor is None else (task._end_token_id(),)
+    stop = None if task.preprocessor is None else (task.end_token_id,)
 
     def generate(inputs):
         outputs = task.generate_step(inputs, sampler, stop)
@@ -103,32 +106,31 @@ def _generated_ids(task):
     return generate
 
 
-def _text_signature(task, kind, text_names, model_fn):
+def _raw(names, texts):
+    """Raw inputs as the preprocessor takes them: one text input alone, several as a dict."""
+    return texts[0] if len(names) == 1 else dict(zip(names, texts))
+
+
+def _text_signature(task, text_names, model_fn):
     preprocessor = task.preprocessor
 
     def serve(*texts):
-        x = dict(zip(text_names, texts)) if kind == "seq2seq_lm" else texts[0]
-        features = keras.utils.unpack_x_y_sample_weight(preprocessor(x))[0]
+        features = keras.utils.unpack_x_y_sample_weight(preprocessor(_raw(text_names, texts)))[0]
         return model_fn(_int32(features))
 
     specs = [tf.TensorSpec([None], tf.string, name=name) for name in text_names]
     return tf.function(serve, input_signature=specs, autograph=False)
 
 
-def _generate_signature(task, kind, prompt_name, ids_fn):
-    preprocessor = task.preprocessor
+def _generate_signature(task, prompt_name, ids_fn):
     limit = spec_lib.sequence_limit(task) or spec_lib.UNBOUNDED_LENGTH
-    prefix = "decoder_" if kind == "seq2seq_lm" else ""
-    ids_key, mask_key = f"{prefix}token_ids", f"{prefix}padding_mask"
+    ids_key, mask_key = task.generated_keys
+    several = len(task.text_inputs) > 1
 
     def generate(prompt, max_length):
         # Packed to the longest length, then cut: the packer needs a Python length, and
         # cutting `[START] ids... [PAD]...` gives exactly the packing to `max_length`.
-        if kind == "seq2seq_lm":
-            packed = preprocessor.generate_preprocess(
-                {"encoder_text": prompt}, decoder_sequence_length=limit)
-        else:
-            packed = preprocessor.generate_preprocess(prompt, sequence_length=limit)
+        packed = task.pack_prompts({prompt_name: prompt} if several else prompt, limit)
         longest = tf.reduce_max(tf.reduce_sum(tf.cast(packed[mask_key], tf.int32), axis=-1))
         checks = [
             tf.debugging.assert_less_equal(
@@ -143,7 +145,7 @@ def _generate_signature(task, kind, prompt_name, ids_fn):
             packed = {name: value[:, :max_length] if name in (ids_key, mask_key) else value
                       for name, value in packed.items()}
         outputs = ids_fn(_int32(packed))
-        text = preprocessor.generate_postprocess(outputs)
+        text = task.preprocessor.generate_postprocess(outputs)
         return {"token_ids": outputs[ids_key], "padding_mask": outputs[mask_key], "text": text}
 
     specs = [tf.TensorSpec([None], tf.string, name=prompt_name),
@@ -157,7 +159,7 @@ def _add_traced(archive, name, function):
     archive.add_endpoint(name, function)
 
 
-def _archive(task, kind, signatures):
+def _archive(task, signatures):
     archive = keras.export.ExportArchive()
     archive.track(task)
     if task.preprocessor is not None:
@@ -165,7 +167,7 @@ def _archive(task, kind, signatures):
             archive.track(trackable)
     id_names = list(signatures["token_ids"]["inputs"])
     model_fn = archive.add_endpoint(
-        "token_ids", _model_outputs(task, kind),
+        "token_ids", _model_outputs(task),
         input_signature=[_id_specs(signatures["token_ids"])], **_shape_options(task, id_names))
     ids_fn = None
     if "generate_token_ids" in signatures:
@@ -177,10 +179,10 @@ def _archive(task, kind, signatures):
         archive.add_endpoint("serving_default", model_fn)
         return archive
     text_names = list(signatures["serving_default"]["inputs"])
-    _add_traced(archive, "serving_default", _text_signature(task, kind, text_names, model_fn))
+    _add_traced(archive, "serving_default", _text_signature(task, text_names, model_fn))
     if "generate" in signatures:
         prompt_name = next(iter(signatures["generate"]["inputs"]))
-        _add_traced(archive, "generate", _generate_signature(task, kind, prompt_name, ids_fn))
+        _add_traced(archive, "generate", _generate_signature(task, prompt_name, ids_fn))
     return archive
 
 
@@ -198,7 +200,8 @@ def export_task(task, path, version=1, overwrite=False, verbose=False):
     (TF Text's too for a SentencePiece tokenizer, the one that still uses it).
 
     Args:
-        task: a `TextClassifier`, `CausalLM` or `Seq2SeqLM`.
+        task: a task (`TextClassifier`, `CausalLM`, `Seq2SeqLM`, or another that declares
+            its text inputs and serving outputs; see `keras_unitscale.models.Task`).
         path: the base directory (created if missing).
         version: positive int, the version directory's name.
         overwrite: replace an existing `path/<version>`; otherwise that is a
@@ -225,14 +228,14 @@ def export_task(task, path, version=1, overwrite=False, verbose=False):
     >>> tuple(outputs["probabilities"].shape), outputs["label"].dtype.name
     ((2, 2), 'int32')
     """
-    kind = spec_lib.task_kind(task)
+    spec_lib.check_task(task)
     target = _version_directory(path, version, overwrite)
     _check_ready(task)
     spec = spec_lib.serving_spec(task)
     spec_text = json.dumps(spec, ensure_ascii=False, indent=1)  # before anything is written
     with atomic.staged_directory(target) as staging:  # replaces `target` only when complete
         graph.build_resources(spec_lib.text_tokenizers(task).values())
-        _archive(task, kind, spec["signatures"]).write_out(staging, verbose=verbose)
+        _archive(task, spec["signatures"]).write_out(staging, verbose=verbose)
         graph.check_no_python(graph.saved_op_types(staging), "saved")
         os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
         _write_spec(os.path.join(staging, spec_lib.METADATA_FILE), spec_text)

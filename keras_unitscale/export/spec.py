@@ -7,17 +7,19 @@ requests for a task or for an export without rebuilding the model.
 
 Signatures (a `-1` in a shape is any size; the first axis is always the batch):
 
-- `serving_default`: raw text in (`text`, or `encoder_text` and `decoder_text` for a
-  `Seq2SeqLM`), preprocessing in the graph, jieba's segmentation included. Inputs named in
-  `spec["presegmented"]` belong to a `JiebaTokenizer(presegmented=True)` and take words
-  separated by spaces, as that tokenizer does in Keras. Without a preprocessor it is the
-  `token_ids` signature.
+- `serving_default`: raw text in (the task's declared `text_inputs`: `text`, or
+  `encoder_text` and `decoder_text` for a `Seq2SeqLM`), preprocessing in the graph, jieba's
+  segmentation included. Inputs named in `spec["presegmented"]` belong to a
+  `JiebaTokenizer(presegmented=True)` and take words separated by spaces, as that tokenizer
+  does in Keras. Without a preprocessor it is the `token_ids` signature.
 - `token_ids`: the model's own inputs (int32), for clients that tokenize themselves.
-- `generate` (language models with a preprocessor): greedy decoding of `prompt` (or
-  `encoder_text`) to a scalar `max_length`; `generate_token_ids`: the same from packed ids.
+- `generate` (tasks that declare a `prompt_input`, with a preprocessor): greedy decoding of
+  `prompt` (or `encoder_text`) to a scalar `max_length`; `generate_token_ids`: the same from
+  packed ids.
 
-Outputs: `logits`, `probabilities` and `label` for a `TextClassifier`; `logits` for the
-language models; `token_ids`, `padding_mask` and `text` for `generate`.
+Outputs: the task's declared `serving_outputs` (`logits`, `probabilities` and `label` for a
+`TextClassifier`; `logits` for the language models); `token_ids`, `padding_mask` and `text`
+for `generate`.
 
 Format 1 (exports written before jieba ran in the graph) had `spec["jieba"]`: the inputs
 whose text the client segmented; `keras_unitscale.serving` still does that for them.
@@ -32,8 +34,9 @@ METADATA_FILE = os.path.join("assets.extra", "keras_unitscale.json")
 # from text packs prompts to this many tokens before cutting them to `max_length`.
 UNBOUNDED_LENGTH = 2048
 
-CLASSIFIER_OUTPUTS = ("logits", "probabilities", "label")
-LM_OUTPUTS = ("logits",)
+OUTPUTS = ("logits", "probabilities", "label")
+"""What a task may declare as its `serving_outputs`: its logits, their softmax, their argmax
+(the exporter computes each from the logits)."""
 
 
 def _ids(*names):
@@ -44,26 +47,36 @@ def _text(*names):
     return {name: {"dtype": "string", "shape": [-1]} for name in names}
 
 
-def task_kind(task):
-    """`"classifier"`, `"causal_lm"` or `"seq2seq_lm"`; `ValueError` for other models.
+def check_task(task):
+    """`task` itself when it is a task that declares what an export needs (its text inputs
+    and serving outputs; see `keras_unitscale.models.Task`); `ValueError` for other models.
 
     Example:
     >>> import keras_unitscale as ku
-    >>> task_kind(ku.models.TextClassifier(ku.models.LSTMBackbone(20, hidden_dim=4), 2))
-    'classifier'
+    >>> task = ku.models.TextClassifier(ku.models.LSTMBackbone(20, hidden_dim=4), 2)
+    >>> check_task(task) is task
+    True
     """
-    from keras_unitscale.models.causal_lm import CausalLM
-    from keras_unitscale.models.seq2seq_lm import Seq2SeqLM
-    from keras_unitscale.models.text_classifier import TextClassifier
+    from keras_unitscale._tasks import registered_tasks
 
-    for cls, kind in ((TextClassifier, "classifier"), (CausalLM, "causal_lm"),
-                      (Seq2SeqLM, "seq2seq_lm")):
-        if isinstance(task, cls):
-            return kind
-    raise ValueError(
-        "`task` must be a keras_unitscale TextClassifier, CausalLM or Seq2SeqLM; received "
-        f"{type(task).__name__}: {task!r:.60}."
-    )
+    declared = all(hasattr(type(task), name) for name in ("text_inputs", "serving_outputs"))
+    if not declared or getattr(task, "backbone", None) is None:
+        *names, last = registered_tasks()
+        raise ValueError(
+            f"`task` must be a keras_unitscale {', '.join(names)} or {last} (a task that "
+            f"declares its text inputs and serving outputs); received "
+            f"{type(task).__name__}: {task!r:.60}."
+        )
+    unknown = sorted(set(task.serving_outputs) - set(OUTPUTS))
+    if unknown:
+        raise ValueError(f"{type(task).__name__}.serving_outputs names {unknown}; an export "
+                         f"computes {list(OUTPUTS)}.")
+    return task
+
+
+def generates(task):
+    """Whether `task` declares a `generate` signature (its `prompt_input`)."""
+    return getattr(task, "prompt_input", None) is not None
 
 
 def text_tokenizers(task):
@@ -77,13 +90,11 @@ def text_tokenizers(task):
     preprocessor = task.preprocessor
     if preprocessor is None:
         return {}
-    kind = task_kind(task)
-    if kind == "seq2seq_lm":
-        return {"encoder_text": preprocessor.tokenizer,
-                "decoder_text": preprocessor.decoder_tokenizer}
-    if kind == "causal_lm":
-        return {"text": preprocessor.tokenizer, "prompt": preprocessor.tokenizer}
-    return {"text": preprocessor.tokenizer}
+    slots = dict(task.text_inputs)
+    if generates(task):
+        name, slot = task.prompt_input
+        slots[name] = slot
+    return {name: getattr(preprocessor, slot) for name, slot in slots.items()}
 
 
 def presegmented_inputs(task):
@@ -128,23 +139,20 @@ def serving_spec(task):
     >>> spec["signatures"]["token_ids"]["outputs"]
     ['logits', 'probabilities', 'label']
     """
-    kind = task_kind(task)
+    check_task(task)
     model_inputs = sorted(task.backbone.input)
-    outputs = list(CLASSIFIER_OUTPUTS if kind == "classifier" else LM_OUTPUTS)
+    outputs = list(task.serving_outputs)
     signatures = {"token_ids": {"inputs": _ids(*model_inputs), "outputs": outputs}}
     has_text = task.preprocessor is not None
     if has_text:
-        text = ("encoder_text", "decoder_text") if kind == "seq2seq_lm" else ("text",)
-        signatures["serving_default"] = {"inputs": _text(*text), "outputs": outputs}
+        signatures["serving_default"] = {"inputs": _text(*task.text_inputs), "outputs": outputs}
     else:
         signatures["serving_default"] = signatures["token_ids"]
-    if kind != "classifier":
-        generated = ["decoder_token_ids", "decoder_padding_mask"] if kind == "seq2seq_lm" else [
-            "token_ids", "padding_mask"]
+    if generates(task):
+        generated = list(task.generated_keys)
         signatures["generate_token_ids"] = {"inputs": _ids(*model_inputs), "outputs": generated}
         if has_text:
-            prompt = "encoder_text" if kind == "seq2seq_lm" else "prompt"
-            inputs = _text(prompt)
+            inputs = _text(task.prompt_input[0])
             inputs["max_length"] = {"dtype": "int32", "shape": []}
             signatures["generate"] = {
                 "inputs": inputs, "outputs": ["token_ids", "padding_mask", "text"],

@@ -11,6 +11,13 @@ from keras_unitscale.models.generation import (
     generated_mask,
     strip_prompt_mask,
 )
+from keras_unitscale.models.backbones import (
+    LSTMBackbone,
+    TransformerDecoderBackbone,
+    TransformerEncoderBackbone,
+)
+from keras_unitscale.models.mlp_backbone import MLPBackbone
+from keras_unitscale.models.task import LazyClass
 from keras_unitscale.models.task_inputs import check_preprocessor
 
 
@@ -57,6 +64,21 @@ class CausalLM(GenerativeTask):
     >>> isinstance(model.generate("我喜欢", max_length=12), str)
     True
     """
+
+    backbone_cls = (TransformerDecoderBackbone, LSTMBackbone, MLPBackbone)
+    preprocessor_cls = LazyClass("keras_unitscale.preprocessors", "CausalLMPreprocessor")
+    text_inputs = {"text": "tokenizer"}
+    serving_outputs = ("logits",)
+    data_columns = {"text": "text"}
+    command = "generate"
+    # A transformer size decodes as a decoder; an LSTM reads left to right only.
+    architecture_backbones = {
+        TransformerEncoderBackbone: (TransformerDecoderBackbone, {}),
+        LSTMBackbone: (LSTMBackbone, {"bidirectional": False}),
+    }
+    prompt_input = ("prompt", "tokenizer")
+    end_token_tokenizer = "tokenizer"
+    generated_keys = ("token_ids", "padding_mask")
 
     def __init__(self, backbone, preprocessor=None, tie_weights=True, output_mult=1.0, **kwargs):
         inputs = getattr(backbone, "input", None)
@@ -142,7 +164,12 @@ class CausalLM(GenerativeTask):
         # A longer prompt keeps its end (the preprocessor truncates it), as long as one
         # position is left to generate after the start token.
         max_length = check_max_length(max_length, min(longest, start + 1), limit)
-        return preprocessor.generate_preprocess(prompts, sequence_length=max_length)
+        return self.pack_prompts(prompts, max_length)
+
+    def pack_prompts(self, prompts, length):
+        """Prompts (a batch of strings or a string tensor) packed to `length` tokens, as
+        `generate_step` takes them: `[START]` and the prompt's ids on the left."""
+        return self.preprocessor.generate_preprocess(prompts, sequence_length=length)
 
     def _generate_outputs(self, outputs, inputs, strip_prompt):
         if strip_prompt:

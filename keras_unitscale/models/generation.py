@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_unitscale import _validation
+from keras_unitscale import _validation, samplers
 from keras_unitscale.backend import compile_stateful
 from keras_unitscale.models.decoding import (  # noqa: F401 (re-exported: their old home)
     decode_with_cache,
@@ -27,66 +27,21 @@ from keras_unitscale.models.decoding import (  # noqa: F401 (re-exported: their 
 )
 from keras_unitscale.models.task import Task
 from keras_unitscale.models.task_inputs import check_model_inputs, input_vocabulary_size
-
-SAMPLER_NAMES = {
-    "greedy": "GreedySampler",
-    "top_k": "TopKSampler",
-    "top_p": "TopPSampler",
-    "random": "RandomSampler",
-}
-"""The sampler names `generate()` takes, and their `keras_hub.samplers` classes."""
+from keras_unitscale.samplers import (  # noqa: F401 (re-exported: their old home)
+    SAMPLER_NAMES,
+    check_sampler,
+    get_sampler,
+)
 
 GENERATION_LENGTH_BUCKET = 32
 """`generate()` rounds the decoded length up to a multiple of this, and the batch up to a power
 of two, so that one compiled decoding function serves many `max_length`s and batch sizes."""
 
 
-def _samplers():
-    # keras-hub (and with it TensorFlow) is imported on the first generation, not with the
-    # models.
-    import keras_hub
-
-    return keras_hub.samplers
-
-
 def __getattr__(name):
-    if name == "SAMPLERS":  # `{name: keras_hub sampler class}`, made on first use
-        return {key: getattr(_samplers(), cls) for key, cls in SAMPLER_NAMES.items()}
+    if name == "SAMPLERS":  # re-exported from `keras_unitscale.samplers`, made on first use
+        return samplers.SAMPLERS
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _sampler_error(sampler):
-    return ValueError(
-        f"`sampler` must be one of {sorted(SAMPLER_NAMES)} or a `keras_hub.samplers.Sampler`; "
-        f"received {sampler!r}."
-    )
-
-
-def get_sampler(sampler):
-    """A `keras_hub.samplers.Sampler` from a name in `SAMPLER_NAMES` or an instance.
-
-    Example:
-    >>> from keras_unitscale.models.generation import get_sampler
-    >>> type(get_sampler("top_k")).__name__
-    'TopKSampler'
-    """
-    if isinstance(sampler, str):
-        if sampler not in SAMPLER_NAMES:
-            raise _sampler_error(sampler)
-        return getattr(_samplers(), SAMPLER_NAMES[sampler])()
-    if isinstance(sampler, _samplers().Sampler):
-        return sampler
-    raise _sampler_error(sampler)
-
-
-def check_sampler(sampler):
-    """`sampler` itself when `get_sampler` takes it (a name is checked without importing
-    keras-hub); raises its `ValueError` otherwise."""
-    if isinstance(sampler, str):
-        if sampler not in SAMPLER_NAMES:
-            raise _sampler_error(sampler)
-        return sampler
-    return get_sampler(sampler)
 
 
 def check_max_length(max_length, prompt_length, limit=None):
@@ -149,14 +104,29 @@ class GenerativeTask(Task):
     """Base class of `CausalLM` and `Seq2SeqLM`: training defaults and `generate()`.
 
     `compile()` adds token accuracy as a weighted metric (padding has weight 0) and a default
-    `sampler` for `generate()` (greedy if never compiled). Subclasses implement `generate_step` and the three prompt
-    hooks `_generate_inputs`, `_generate_outputs` and `_decoder_keys`.
+    `sampler` for `generate()` (greedy if never compiled). Subclasses implement
+    `generate_step`, `pack_prompts` and the prompt hooks `_generate_inputs` and
+    `_generate_outputs`, and declare `prompt_input`, `end_token_tokenizer` and
+    `generated_keys` (read by the export).
 
     Example:
     >>> import keras_unitscale as ku
     >>> issubclass(ku.models.CausalLM, ku.models.GenerativeTask)
     True
     """
+
+    prompt_input = ("prompt", "tokenizer")
+    """The raw-text input of its `generate` signature, and the preprocessor's attribute
+    holding its tokenizer."""
+    end_token_tokenizer = "tokenizer"
+    """The preprocessor's attribute holding the tokenizer whose end token ends generation."""
+    generated_keys = ("token_ids", "padding_mask")
+    """The packed inputs whose second axis is the sequence being generated."""
+
+    def pack_prompts(self, prompts, length):
+        """Raw prompts (as the preprocessor takes them) packed to `length` for
+        `generate_step`; also run inside an export's `generate` signature."""
+        raise NotImplementedError
 
     def compile(self, optimizer=None, loss=None, *, weighted_metrics="auto", sampler="greedy",
                 **kwargs):
@@ -293,7 +263,7 @@ class GenerativeTask(Task):
                     'stop_token_ids="auto" needs a preprocessor (its tokenizer\'s end token); '
                     "pass a tuple of ids or None."
                 )
-            stop_token_ids = (self._end_token_id(),)
+            stop_token_ids = (self.end_token_id,)
         elif stop_token_ids is not None:
             stop_token_ids = check_stop_token_ids(self.backbone, stop_token_ids)
         if packed:  # checked here, on concrete values: inside the compiled function, not
@@ -309,16 +279,13 @@ class GenerativeTask(Task):
         outputs = function(self._bucketed(inputs), stop_token_ids)
         outputs = keras.tree.map_structure(ops.convert_to_numpy, outputs)
         rows = len(next(iter(inputs.values())))
-        length = inputs[self._decoder_keys[0]].shape[1]
-        outputs = {name: value[:rows, :length] if name in self._decoder_keys else value[:rows]
+        length = inputs[self.generated_keys[0]].shape[1]
+        outputs = {name: value[:rows, :length] if name in self.generated_keys else value[:rows]
                    for name, value in outputs.items()}
         texts = self._generate_outputs(outputs, inputs, strip_prompt)
         return texts[0] if is_scalar else texts
 
     # Shape buckets --------------------------------------------------------------------------
-    _decoder_keys = ("token_ids", "padding_mask")
-    """The packed inputs whose second axis is the sequence being generated."""
-
     def _bucketed(self, inputs):
         """`inputs` (numpy, packed) grown to a bucketed shape, so that the compiled decoding
         function is reused across batch sizes and `max_length`s instead of recompiled (seconds
@@ -333,7 +300,7 @@ class GenerativeTask(Task):
         """
         rows = len(next(iter(inputs.values())))
         extra_rows = (1 << max(rows - 1, 0).bit_length()) - rows
-        length = inputs[self._decoder_keys[0]].shape[1]
+        length = inputs[self.generated_keys[0]].shape[1]
         bucket = -(-length // GENERATION_LENGTH_BUCKET) * GENERATION_LENGTH_BUCKET
         limit = getattr(self.backbone, "max_sequence_length", None)
         if limit is not None:
@@ -343,14 +310,17 @@ class GenerativeTask(Task):
             value = np.asarray(value)
             if extra_rows:
                 value = np.concatenate([value, np.repeat(value[:1], extra_rows, axis=0)])
-            if name in self._decoder_keys and bucket > length:
+            if name in self.generated_keys and bucket > length:
                 widths = [(0, 0), (0, bucket - length)] + [(0, 0)] * (value.ndim - 2)
                 value = np.pad(value, widths)
             grown[name] = value
         return grown
 
-    def _end_token_id(self):
-        return self.preprocessor.tokenizer.end_token_id
+    @property
+    def end_token_id(self):
+        """The id that ends a generated sequence: the end token of the preprocessor's
+        `end_token_tokenizer`."""
+        return getattr(self.preprocessor, self.end_token_tokenizer).end_token_id
 
 
 def strip_prompt_mask(mask, prompt_mask):

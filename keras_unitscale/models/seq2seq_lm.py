@@ -12,6 +12,9 @@ from keras_unitscale.models.generation import (
     generated_mask,
     strip_prompt_mask,
 )
+from keras_unitscale.models.backbones import TransformerEncoderBackbone
+from keras_unitscale.models.seq2seq_backbone import Seq2SeqBackbone
+from keras_unitscale.models.task import LazyClass
 from keras_unitscale.models.task_inputs import check_preprocessor
 
 
@@ -53,6 +56,18 @@ class Seq2SeqLM(GenerativeTask):
     True
     """
 
+    backbone_cls = (Seq2SeqBackbone,)
+    preprocessor_cls = LazyClass("keras_unitscale.preprocessors", "Seq2SeqLMPreprocessor")
+    text_inputs = {"encoder_text": "tokenizer", "decoder_text": "decoder_tokenizer"}
+    serving_outputs = ("logits",)
+    data_columns = {"encoder_text": "source", "decoder_text": "target"}
+    command = "translate"
+    # A transformer size translates as an encoder-decoder of those sizes.
+    architecture_backbones = {TransformerEncoderBackbone: (Seq2SeqBackbone, {})}
+    prompt_input = ("encoder_text", "tokenizer")
+    end_token_tokenizer = "decoder_tokenizer"
+    generated_keys = ("decoder_token_ids", "decoder_padding_mask")
+
     def __init__(self, backbone, preprocessor=None, tie_weights=True, output_mult=1.0, **kwargs):
         check_preprocessor(backbone, preprocessor)
         # === Layers ===
@@ -82,8 +97,6 @@ class Seq2SeqLM(GenerativeTask):
             cache_update_index, cross_attention_cache, cross_attention_cache_update_index,
         )
         return self.lm_head(hidden), hidden, self_cache, cross_cache
-
-    _decoder_keys = ("decoder_token_ids", "decoder_padding_mask")
 
     def call_with_cache(self, token_ids, cache, cache_update_index, padding_mask=None):
         """Logits of target tokens `token_ids [batch, T]` placed at `cache_update_index`, with
@@ -141,7 +154,12 @@ class Seq2SeqLM(GenerativeTask):
         # keeps its end (the preprocessor cuts it, as CausalLM does), and a source longer
         # than the encoder's length is cut as in training.
         max_length = check_max_length(max_length, 1, self.backbone.max_sequence_length)
-        return preprocessor.generate_preprocess(prompts, decoder_sequence_length=max_length)
+        return self.pack_prompts(prompts, max_length)
+
+    def pack_prompts(self, prompts, length):
+        """Prompts (`{"encoder_text": ...}`, strings or a string tensor, and optionally
+        `"decoder_text"`) packed for `generate_step`, the decoder's side to `length` tokens."""
+        return self.preprocessor.generate_preprocess(prompts, decoder_sequence_length=length)
 
     def _generate_outputs(self, outputs, inputs, strip_prompt):
         if strip_prompt:
@@ -151,9 +169,6 @@ class Seq2SeqLM(GenerativeTask):
             )
         texts = self.preprocessor.generate_postprocess(outputs)
         return [texts] if isinstance(texts, str) else list(texts)
-
-    def _end_token_id(self):
-        return self.preprocessor.decoder_tokenizer.end_token_id
 
     def get_config(self):
         config = super().get_config()

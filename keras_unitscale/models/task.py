@@ -6,11 +6,13 @@ KerasHub's tasks do. With `preprocessor=None` they are Keras' own.
 """
 
 import copy
+import importlib
 
 import keras
 import numpy as np
 
 from keras_unitscale import precision
+from keras_unitscale._tasks import registered_tasks  # noqa: F401 (the tasks that declare)
 from keras_unitscale.models.task_inputs import (
     _as_inputs,
     _as_slices,
@@ -27,6 +29,7 @@ from keras_unitscale.models.unit_scaled_model import UnitScaledModel
 from keras_unitscale.presets.mixin import PresetMixin
 
 
+
 @keras.saving.register_keras_serializable(package="keras_unitscale")
 def _bool_to_int(value):
     tf = _tf()  # runs inside `tf.data`: loaded
@@ -34,6 +37,25 @@ def _bool_to_int(value):
         return tf.cast(value, "int32")
     return value
 
+
+class LazyClass:
+    """A class attribute that names a class by module and name and imports it on first access.
+
+    The preprocessors import keras-hub (and TensorFlow), which `import keras_unitscale` does
+    not; a task declares its `preprocessor_cls` with this.
+
+    Example:
+    >>> class Declares:
+    ...     preprocessor_cls = LazyClass("keras_unitscale.preprocessors", "CausalLMPreprocessor")
+    >>> Declares.preprocessor_cls.__name__
+    'CausalLMPreprocessor'
+    """
+
+    def __init__(self, module, name):
+        self.module, self.name = module, name
+
+    def __get__(self, instance, owner):
+        return getattr(importlib.import_module(self.module), self.name)
 
 
 class Task(PresetMixin, UnitScaledModel):
@@ -67,6 +89,45 @@ class Task(PresetMixin, UnitScaledModel):
     >>> tagger.predict(x, verbose=0).shape
     (4, 5, 3)
     """
+
+    # What the task is, declared once (KerasHub's pairing). Presets, export and the CLI read
+    # these; none of them names a task class. A task that sets `preprocessor_cls` is listed
+    # by `registered_tasks()`.
+    backbone_cls = ()
+    """The backbone classes the task is built on (a tuple)."""
+    preprocessor_cls = None
+    """The preprocessor class that turns its raw inputs into the backbone's (a `LazyClass`)."""
+    text_inputs = {"text": "tokenizer"}
+    """Its raw-text inputs, in order, each with the preprocessor's attribute holding its
+    tokenizer. With one, raw inputs are a batch of strings; with several, a dict of them."""
+    serving_outputs = ("logits",)
+    """What its exported model signatures return (names in `keras_unitscale.export.spec`)."""
+    data_columns = {"text": "text"}
+    """How a data file is read (`keras-unitscale train/evaluate`): each text input's column,
+    by the name of the command's `--<name>-column` option."""
+    label_column = None
+    """The column of its targets in a data file (its `--<name>-column` option), or None when
+    the targets come from the text."""
+    architecture_backbones = {}
+    """`{stored backbone class: (class built, extra arguments)}`: an untrained architecture
+    preset's backbone, as this task builds it from the same sizes (default: as stored)."""
+    command = None
+    """The `keras-unitscale` command that runs a preset of this task (`predict`, ...)."""
+
+    @classmethod
+    def preprocessor_for(cls, tokenizers, sequence_length):
+        """A new `preprocessor_cls` over `tokenizers` (one per text input, in order), each
+        text packed to `sequence_length` tokens.
+
+        Example:
+        >>> import keras_unitscale as ku
+        >>> from keras_unitscale.tokenizers import CharacterTokenizer
+        >>> preprocessor = ku.models.TextClassifier.preprocessor_for(
+        ...     [CharacterTokenizer.from_corpus(["很好"])], 8)
+        >>> type(preprocessor).__name__, preprocessor.sequence_length
+        ('TextClassifierPreprocessor', 8)
+        """
+        return cls.preprocessor_cls(*tokenizers, *[sequence_length] * len(tokenizers))
 
     @property
     def backbone(self):

@@ -10,7 +10,8 @@ from keras_unitscale.layers.heads import (  # noqa: F401 (re-exported: their old
     OutputMultiplier,
     SequencePooling,
 )
-from keras_unitscale.models.task import Task
+from keras_unitscale.models.backbones import LSTMBackbone, TransformerEncoderBackbone
+from keras_unitscale.models.task import LazyClass, Task
 from keras_unitscale.models.task_inputs import check_preprocessor
 from keras_unitscale.ops.dropout import validate_rate
 
@@ -69,6 +70,14 @@ class TextClassifier(Task):
     >>> classifier.predict(["这本书很好", "太差了"], verbose=0).shape
     (2, 2)
     """
+
+    backbone_cls = (TransformerEncoderBackbone, LSTMBackbone)
+    preprocessor_cls = LazyClass("keras_unitscale.preprocessors", "TextClassifierPreprocessor")
+    text_inputs = {"text": "tokenizer"}
+    serving_outputs = ("logits", "probabilities", "label")
+    data_columns = {"text": "text"}
+    label_column = "label"
+    command = "predict"
 
     def __init__(self, backbone, num_classes, preprocessor=None, pooling="mean",
                  dropout=0.0, output_mult=1.0, label_names=None, **kwargs):
