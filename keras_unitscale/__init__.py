@@ -19,7 +19,7 @@ Public API:
   (`task.export(path)`), and the REST and gRPC requests for them; loaded on first use.
 """
 
-__version__ = "0.1.0"
+from keras_unitscale._version import __version__  # noqa: E402,F401
 
 from keras_unitscale import _quiet  # noqa: E402
 

@@ -204,12 +204,12 @@ def new_metadata(model, backbone, task, extra=None):
     """
     import keras
 
-    import keras_unitscale
+    from keras_unitscale._version import __version__
 
     metadata = {
         "format_version": FORMAT_VERSION,
         "keras_version": keras.version(),
-        "keras_unitscale_version": keras_unitscale.__version__,
+        "keras_unitscale_version": __version__,
         "backend": keras.backend.backend(),
         "date_saved": datetime.datetime.now(datetime.timezone.utc).strftime(
             "%Y-%m-%dT%H:%M:%SZ"
@@ -233,10 +233,10 @@ def check_format(metadata, preset_dir):
             "not a keras-unitscale preset."
         )
     if version > FORMAT_VERSION:
-        import keras_unitscale
+        from keras_unitscale._version import __version__
 
         raise ValueError(
             f"The preset {preset_dir} uses preset format {version}, newer than the format "
-            f"{FORMAT_VERSION} that keras-unitscale {keras_unitscale.__version__} reads. "
+            f"{FORMAT_VERSION} that keras-unitscale {__version__} reads. "
             "Upgrade keras-unitscale (`pip install -U keras-unitscale`) to load it."
         )

@@ -12,21 +12,25 @@ import os
 
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "builtin")
 
-_ALL_TASKS = ("TextClassifier", "CausalLM", "Seq2SeqLM")
+from keras_unitscale._tasks import registered_tasks
 
-# name -> (one-line description, tasks that can load it, trained?)
+EVERY_TASK = None
+"""In a preset's row: every registered task can load it (a transformer size each task builds
+its own kind of backbone from; see a task's `architecture_backbones`)."""
+
+# name -> (one-line description, names of the tasks that can load it or EVERY_TASK, trained?)
 BUILTIN_PRESETS = {
     "transformer_tiny": (
         "untrained transformer, 2 layers, width 64, 2 heads (about 1.4M parameters)",
-        _ALL_TASKS, False,
+        EVERY_TASK, False,
     ),
     "transformer_small": (
         "untrained transformer, 4 layers, width 256, 4 heads (about 8.3M parameters)",
-        _ALL_TASKS, False,
+        EVERY_TASK, False,
     ),
     "transformer_base": (
         "untrained transformer, 12 layers, width 768, 12 heads (about 101M parameters)",
-        _ALL_TASKS, False,
+        EVERY_TASK, False,
     ),
     "lstm_small": (
         "untrained LSTM, 2 bidirectional layers, width 256 (about 5.9M parameters)",
@@ -76,17 +80,19 @@ def is_available(name):
 
 
 def _task_names(task):
-    """The task names `task` (a class or a name) stands for."""
-    names = {task} if isinstance(task, str) else {k.__name__ for k in getattr(task, "__mro__", ())}
-    found = names & set(_ALL_TASKS)
-    if found:
-        return found
-    if "GenerativeTask" in names:
-        return {"CausalLM", "Seq2SeqLM"}
-    if names & {"Task", "Backbone"}:
-        return set(_ALL_TASKS)
+    """The names of the registered tasks `task` (a class or a name) stands for: a task class
+    and those it derives from or that derive from it (a base class stands for its tasks); a
+    backbone class for every task."""
+    tasks = registered_tasks()
+    if isinstance(task, str) and task in tasks:
+        return {task}
+    if isinstance(task, type) and hasattr(task, "save_to_preset"):  # a model class
+        if not hasattr(task, "backbone_cls"):  # a backbone: any task may take it
+            return set(tasks)
+        return {name for name, cls in tasks.items()
+                if issubclass(cls, task) or issubclass(task, cls)}
     raise ValueError(
-        f"`task` must be one of {list(_ALL_TASKS)} (a class or its name), or None; "
+        f"`task` must be one of {list(tasks)} (a class or its name), or None; "
         f"received {task!r}."
     )
 
@@ -113,7 +119,8 @@ def list_presets(task=None, include_unavailable=False):
     return {
         name: description
         for name, (description, tasks, _) in BUILTIN_PRESETS.items()
-        if (names is None or names & set(tasks)) and (include_unavailable or is_available(name))
+        if (names is None or tasks is EVERY_TASK or names & set(tasks))
+        and (include_unavailable or is_available(name))
     }
 
 

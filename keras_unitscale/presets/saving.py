@@ -146,14 +146,15 @@ def save_preset(model, preset_dir, overwrite=False, metadata=None, include_weigh
     """
     import keras
 
-    from keras_unitscale.models.backbone import Backbone
-    from keras_unitscale.models.task import Task
-
-    if isinstance(model, Task):
+    # What the model is, from what its class declares (a task its `backbone_cls`; both come
+    # with `PresetMixin`'s `save_to_preset`), not from the model classes.
+    if not hasattr(model, "save_to_preset"):
+        task = backbone = None
+    elif hasattr(type(model), "backbone_cls"):
         task, backbone = model, model.backbone
-    elif isinstance(model, Backbone):
-        task, backbone = None, model
     else:
+        task, backbone = None, model
+    if backbone is None:
         raise ValueError(
             "`save_preset` saves a keras_unitscale `Backbone` or `Task`; received "
             f"{type(model).__name__}."

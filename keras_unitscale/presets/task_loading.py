@@ -6,16 +6,16 @@ import os
 import warnings
 
 from keras_unitscale.presets import layout
-from keras_unitscale.presets.loading import (
-    _arguments,
-    _backbone_class_and_config,
-    _build_backbone,
-    _load_assets,
-    _registered_class,
+from keras_unitscale.presets.building import (
+    backbone_class_and_config,
+    build_backbone,
+    constructor_arguments,
     deserialize,
     from_config,
+    load_assets,
     load_preprocessor,
     load_weights_file,
+    registered_class,
 )
 from keras_unitscale.presets.saving import head_weights_to_skip
 
@@ -52,7 +52,7 @@ def _route(overrides, task_args, backbone_args, preprocessor_args, task_name):
 
 
 def _task_arguments(klass):
-    return (_arguments(klass) | {"preprocessor"}) - {"backbone", "trainable", "dtype"}
+    return (constructor_arguments(klass) | {"preprocessor"}) - {"backbone", "trainable", "dtype"}
 
 
 def load_task(cls, preset_dir, metadata, load_weights, overrides):
@@ -60,7 +60,7 @@ def load_task(cls, preset_dir, metadata, load_weights, overrides):
 
     Example:
     >>> from keras_unitscale.models.text_classifier import TextClassifier
-    >>> from keras_unitscale.presets import read_metadata, resolve_preset
+    >>> from keras_unitscale.presets.building import read_metadata, resolve_preset
     >>> path = resolve_preset("lstm_small")
     >>> task = load_task(TextClassifier, path, read_metadata(path), True,
     ...                  {"num_classes": 3, "vocabulary_size": 30, "hidden_dim": 8})
@@ -71,7 +71,7 @@ def load_task(cls, preset_dir, metadata, load_weights, overrides):
     what = "the task's config"
     if metadata.get("task") or os.path.isfile(task_file):
         config = layout.read_object(preset_dir, layout.TASK_CONFIG_FILE, what)
-        stored = _registered_class(config, task_file)
+        stored = registered_class(config, task_file)
         if not issubclass(stored, cls):
             raise ValueError(
                 f"The preset {preset_dir} is a {stored.__name__} preset, not a {cls.__name__} "
@@ -84,13 +84,14 @@ def load_task(cls, preset_dir, metadata, load_weights, overrides):
         preprocessor_config = config.pop("preprocessor", None)
         if preprocessor_config is not None:
             layout.check_object(preprocessor_config, task_file, what, "preprocessor")
-        backbone_class = _registered_class(backbone_config, task_file)
+        backbone_class = registered_class(backbone_config, task_file)
         backbone_inner = dict(backbone_config["config"])
         preprocessor_args = set((preprocessor_config or {}).get("config", {})) - {
             "name", "trainable", "dtype", "tokenizer", "decoder_tokenizer", "config_file"
         }
         task_over, backbone_over, preprocessor_over = _route(
-            overrides, _task_arguments(stored), set(backbone_inner) | _arguments(backbone_class),
+            overrides, _task_arguments(stored),
+            set(backbone_inner) | constructor_arguments(backbone_class),
             preprocessor_args, stored.__name__,
         )
         if "preprocessor" in task_over:
@@ -98,12 +99,12 @@ def load_task(cls, preset_dir, metadata, load_weights, overrides):
         elif preprocessor_config is not None:
             preprocessor_config = dict(preprocessor_config)
             preprocessor_config["config"] = {**preprocessor_config["config"], **preprocessor_over}
-            preprocessor = _load_assets(
+            preprocessor = load_assets(
                 deserialize(preprocessor_config, task_file, what), preset_dir
             )
         else:
             preprocessor = None
-        backbone = _build_backbone(
+        backbone = build_backbone(
             backbone_class, backbone_inner, backbone_over, preset_dir, metadata, load_weights
         )
         if "label_names" in _task_arguments(stored) and config.get("label_names") is None and (
@@ -151,7 +152,7 @@ def _load_head_weights(task, path, task_overrides):
 
 def _task_from_backbone_preset(cls, preset_dir, metadata, load_weights, overrides):
     name = cls.__name__
-    if name in ("Task", "GenerativeTask"):
+    if cls.preprocessor_cls is None:  # a base class: it declares no task of its own
         raise ValueError(
             f"The preset {preset_dir} holds only a backbone; load it with a task class, e.g. "
             "TextClassifier.from_preset(preset, num_classes=2)."
@@ -161,9 +162,9 @@ def _task_from_backbone_preset(cls, preset_dir, metadata, load_weights, override
         raise ValueError(
             f"The preset {preset_dir} cannot make a {name}; it is meant for {', '.join(tasks)}."
         )
-    target, inner = _backbone_class_and_config(preset_dir, metadata, None, name)
+    target, inner = backbone_class_and_config(preset_dir, metadata, None, cls)
     task_over, backbone_over, _ = _route(
-        overrides, _task_arguments(cls), set(inner) | _arguments(target), set(), name
+        overrides, _task_arguments(cls), set(inner) | constructor_arguments(target), set(), name
     )
     preprocessor = task_over.pop("preprocessor", None)
     if preprocessor is None and "preprocessor" not in overrides:
@@ -174,7 +175,8 @@ def _task_from_backbone_preset(cls, preset_dir, metadata, load_weights, override
         for key, slot in (("vocabulary_size", "tokenizer"),
                           ("decoder_vocabulary_size", "decoder_tokenizer")):
             tokenizer = getattr(preprocessor, slot, None)
-            if key in _arguments(target) and key not in backbone_over and tokenizer is not None:
+            if (key in constructor_arguments(target) and key not in backbone_over
+                    and tokenizer is not None):
                 backbone_over[key] = tokenizer.vocabulary_size()
     required = [p.name for p in inspect.signature(cls.__init__).parameters.values()
                 if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
@@ -184,5 +186,5 @@ def _task_from_backbone_preset(cls, preset_dir, metadata, load_weights, override
             f"{name}.from_preset on the backbone-only preset {preset_dir} needs "
             f"{', '.join(f'`{r}=`' for r in required)} (e.g. `num_classes=2`)."
         )
-    backbone = _build_backbone(target, inner, backbone_over, preset_dir, metadata, load_weights)
+    backbone = build_backbone(target, inner, backbone_over, preset_dir, metadata, load_weights)
     return cls(backbone=backbone, preprocessor=preprocessor, **task_over)
