@@ -144,3 +144,33 @@ class RMSNormalization(_Normalization):
         for key in ("center", "beta_initializer", "beta_regularizer", "beta_constraint"):
             del config[key]
         return config
+
+
+NORMALIZATIONS = ("layer_norm", "rms_norm")
+"""The names of the parameter-free norms the transformer blocks and backbones take."""
+
+
+def check_normalization(normalization):
+    """Returns `normalization` if it names one of `NORMALIZATIONS`, else raises ValueError."""
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"`normalization` must be one of {list(NORMALIZATIONS)}; received "
+            f"{normalization!r}."
+        )
+    return normalization
+
+
+def parameter_free_norm(normalization, epsilon=1e-5, dtype=None, name=None):
+    """A norm without learnt gain or bias, as every pre-norm of a transformer block and the
+    final norm of a transformer backbone are: `LayerNormalization(center=False, scale=False)`
+    for `"layer_norm"`, `RMSNormalization(scale=False)` for `"rms_norm"`.
+
+    Example:
+    >>> from keras_unitscale.layers.normalization import parameter_free_norm
+    >>> norm = parameter_free_norm("rms_norm", name="output_norm")
+    >>> type(norm).__name__, norm.scale
+    ('RMSNormalization', False)
+    """
+    if check_normalization(normalization) == "rms_norm":
+        return RMSNormalization(epsilon=epsilon, scale=False, dtype=dtype, name=name)
+    return LayerNormalization(epsilon=epsilon, center=False, scale=False, dtype=dtype, name=name)

@@ -6,7 +6,10 @@ from keras import ops
 from keras_unitscale import layers
 from keras_unitscale.layers._validation import positive_int
 from keras_unitscale.models.backbone import Backbone, standardize_dtype, write_layer_cache
-from keras_unitscale.ops.dropout import validate_rate
+from keras_unitscale.models.transformer_stack import (
+    check_transformer_arguments,
+    transformer_stack,
+)
 
 
 def _inputs(prefix):
@@ -25,7 +28,8 @@ class Seq2SeqBackbone(Backbone):
     Encoder: token + learned position embedding (unit-scaled sum), `num_encoder_layers`
     `TransformerEncoderBlock`s, a final norm. Decoder: the same embedding for the target
     vocabulary, `num_decoder_layers` `TransformerDecoderBlock`s with causal self-attention and
-    cross-attention to the encoder, a final norm. The residual taus follow u-muP's depth rule
+    cross-attention to the encoder, a final norm. Each side is one `transformer_stack`, as
+    the other transformer backbones are. The residual taus follow u-muP's depth rule
     in each stack (`transformer_residual_taus`, `decoder_residual_taus`). No head: the task
     (`Seq2SeqLM`) adds the readout.
 
@@ -97,65 +101,42 @@ class Seq2SeqBackbone(Backbone):
         **kwargs,
     ):
         dtype = standardize_dtype(dtype)
-        vocabulary_size = positive_int(vocabulary_size, "vocabulary_size")
-        num_layers = positive_int(num_layers, "num_layers")
-        num_heads = positive_int(num_heads, "num_heads")
-        hidden_dim = positive_int(hidden_dim, "hidden_dim")
-        intermediate_dim = positive_int(intermediate_dim, "intermediate_dim")
-        max_sequence_length = positive_int(max_sequence_length, "max_sequence_length")
+        (
+            vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
+            max_sequence_length, dropout, normalization,
+        ) = check_transformer_arguments(
+            vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
+            max_sequence_length, dropout, normalization,
+        )
         decoder_vocabulary_size = positive_int(
             decoder_vocabulary_size or vocabulary_size, "decoder_vocabulary_size"
         )
         num_encoder_layers = positive_int(num_encoder_layers or num_layers, "num_encoder_layers")
         num_decoder_layers = positive_int(num_decoder_layers or num_layers, "num_decoder_layers")
-        dropout = validate_rate(dropout, "dropout")
-        if hidden_dim % num_heads:
-            raise ValueError(
-                f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads})."
-            )
 
         # === Layers ===
-        block = dict(
-            num_heads=num_heads, intermediate_dim=intermediate_dim, dropout=dropout,
-            activation=activation, gated=gated, normalization=normalization,
+        common = dict(
+            max_sequence_length=max_sequence_length, hidden_dim=hidden_dim, dropout=dropout,
+            normalization=normalization, dtype=dtype, num_heads=num_heads,
+            intermediate_dim=intermediate_dim, activation=activation, gated=gated,
             residual_mult=residual_mult, residual_attn_ratio=residual_attn_ratio,
-            attention_mult=attention_mult, dtype=dtype,
+            attention_mult=attention_mult,
         )
-        self.encoder_embedding = layers.TokenAndPositionEmbedding(
-            vocabulary_size, max_sequence_length, hidden_dim, dtype=dtype,
-            name="encoder_embedding",
+        encoder = transformer_stack(
+            layers.TransformerEncoderBlock,
+            ("encoder_embedding", "encoder_embedding_dropout", "encoder_layer", "encoder_norm"),
+            vocabulary_size=vocabulary_size, num_layers=num_encoder_layers, **common,
         )
-        self.decoder_embedding = layers.TokenAndPositionEmbedding(
-            decoder_vocabulary_size, max_sequence_length, hidden_dim, dtype=dtype,
-            name="decoder_embedding",
+        decoder = transformer_stack(
+            layers.TransformerDecoderBlock,
+            ("decoder_embedding", "decoder_embedding_dropout", "decoder_layer", "decoder_norm"),
+            vocabulary_size=decoder_vocabulary_size, num_layers=num_decoder_layers, **common,
         )
-        self.encoder_embedding_dropout = layers.Dropout(
-            dropout, dtype=dtype, name="encoder_embedding_dropout"
-        )
-        self.decoder_embedding_dropout = layers.Dropout(
-            dropout, dtype=dtype, name="decoder_embedding_dropout"
-        )
-        self.encoder_layers = [
-            layers.TransformerEncoderBlock(
-                layer_index=i, num_layers=num_encoder_layers, name=f"encoder_layer_{i}", **block
-            )
-            for i in range(num_encoder_layers)
-        ]
-        self.decoder_layers = [
-            layers.TransformerDecoderBlock(
-                layer_index=i, num_layers=num_decoder_layers, name=f"decoder_layer_{i}", **block
-            )
-            for i in range(num_decoder_layers)
-        ]
-        norm = dict(center=False, scale=False, epsilon=1e-5, dtype=dtype)
-        if normalization == "rms_norm":
-            self.encoder_norm = layers.RMSNormalization(epsilon=1e-5, scale=False, dtype=dtype,
-                                                        name="encoder_norm")
-            self.decoder_norm = layers.RMSNormalization(epsilon=1e-5, scale=False, dtype=dtype,
-                                                        name="decoder_norm")
-        else:
-            self.encoder_norm = layers.LayerNormalization(name="encoder_norm", **norm)
-            self.decoder_norm = layers.LayerNormalization(name="decoder_norm", **norm)
+        self.encoder_embedding, self.decoder_embedding = encoder.embedding, decoder.embedding
+        self.encoder_embedding_dropout = encoder.embedding_dropout
+        self.decoder_embedding_dropout = decoder.embedding_dropout
+        self.encoder_layers, self.decoder_layers = encoder.blocks, decoder.blocks
+        self.encoder_norm, self.decoder_norm = encoder.norm, decoder.norm
 
         # === Functional model ===
         inputs = {**_inputs("encoder"), **_inputs("decoder")}

@@ -4,20 +4,21 @@ import keras
 from keras import ops
 
 from keras_unitscale import layers
-from keras_unitscale.layers._validation import positive_int
 from keras_unitscale.models.backbone import (
     Backbone,
     standardize_dtype,
     token_inputs,
     write_layer_cache,
 )
-from keras_unitscale.ops.dropout import validate_rate
-
-_NORMALIZATIONS = ("layer_norm", "rms_norm")
+from keras_unitscale.models.transformer_stack import (
+    check_transformer_arguments,
+    transformer_stack,
+)
 
 
 class _TransformerBackbone(Backbone):
-    """Token + position embedding, a stack of pre-norm blocks, a final norm (no gain).
+    """Token + position embedding, a stack of pre-norm blocks, a final norm (no gain): one
+    `keras_unitscale.models.transformer_stack.transformer_stack`.
 
     The blocks take their residual taus from u-muP's depth rule
     (`keras_unitscale.ops.transformer_residual_taus`) through `(layer_index, num_layers)`: each
@@ -45,53 +46,31 @@ class _TransformerBackbone(Backbone):
         **kwargs,
     ):
         dtype = standardize_dtype(dtype)
-        vocabulary_size = positive_int(vocabulary_size, "vocabulary_size")
-        num_layers = positive_int(num_layers, "num_layers")
-        num_heads = positive_int(num_heads, "num_heads")
-        hidden_dim = positive_int(hidden_dim, "hidden_dim")
-        intermediate_dim = positive_int(intermediate_dim, "intermediate_dim")
-        max_sequence_length = positive_int(max_sequence_length, "max_sequence_length")
-        dropout = validate_rate(dropout, "dropout")
-        if hidden_dim % num_heads:
-            raise ValueError(
-                f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads})."
-            )
-        if normalization not in _NORMALIZATIONS:
-            raise ValueError(
-                f"`normalization` must be one of {list(_NORMALIZATIONS)}; received "
-                f"{normalization!r}."
-            )
+        (
+            vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
+            max_sequence_length, dropout, normalization,
+        ) = check_transformer_arguments(
+            vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
+            max_sequence_length, dropout, normalization,
+        )
 
         # === Layers ===
-        self.embeddings = layers.TokenAndPositionEmbedding(
-            vocabulary_size, max_sequence_length, hidden_dim, dtype=dtype, name="embeddings"
+        stack = transformer_stack(
+            self.block_class,
+            ("embeddings", "embeddings_dropout", "transformer_layer", "output_norm"),
+            vocabulary_size, max_sequence_length, hidden_dim, num_layers, dropout,
+            normalization, dtype,
+            num_heads=num_heads,
+            intermediate_dim=intermediate_dim,
+            activation=activation,
+            gated=gated,
+            residual_mult=residual_mult,
+            residual_attn_ratio=residual_attn_ratio,
         )
-        self.embeddings_dropout = layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
-        self.transformer_layers = [
-            self.block_class(
-                num_heads=num_heads,
-                intermediate_dim=intermediate_dim,
-                dropout=dropout,
-                activation=activation,
-                gated=gated,
-                normalization=normalization,
-                layer_index=i,
-                num_layers=num_layers,
-                residual_mult=residual_mult,
-                residual_attn_ratio=residual_attn_ratio,
-                dtype=dtype,
-                name=f"transformer_layer_{i}",
-            )
-            for i in range(num_layers)
-        ]
-        if normalization == "rms_norm":
-            self.output_norm = layers.RMSNormalization(
-                epsilon=1e-5, scale=False, dtype=dtype, name="output_norm"
-            )
-        else:
-            self.output_norm = layers.LayerNormalization(
-                epsilon=1e-5, center=False, scale=False, dtype=dtype, name="output_norm"
-            )
+        self.embeddings = stack.embedding
+        self.embeddings_dropout = stack.embedding_dropout
+        self.transformer_layers = stack.blocks
+        self.output_norm = stack.norm
 
         # === Functional model ===
         inputs = token_inputs()

@@ -19,6 +19,7 @@ from keras_unitscale.ops.linear import linear, matmul, readout
 from keras_unitscale.ops.norms import layer_norm, rms_norm
 from keras_unitscale.ops.residual import (
     add,
+    decoder_residual_taus,
     residual_add,
     residual_coefficients,
     residual_split,
@@ -31,7 +32,6 @@ from keras_unitscale.ops.attention import (
     attended_keys,
     attention_output_scale,
     causal_mask,
-    decoder_residual_taus,
     dot_product_attention,
 )
 from keras_unitscale.ops.position import (

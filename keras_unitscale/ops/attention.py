@@ -71,10 +71,9 @@ slower than the einsum (JAX, float32, batch 32, 64 tokens, 4 heads of 32).
 from keras import ops
 
 from keras_unitscale.backend import cudnn_attention_available, fused_attention
-from keras_unitscale._validation import positive_int, positive_number
 from keras_unitscale.ops.dropout import dropout as _dropout
 from keras_unitscale.ops.dropout import validate_rate
-from keras_unitscale.ops.residual import residual_taus
+from keras_unitscale.ops.residual import decoder_residual_taus  # noqa: F401  (its old home)
 from keras_unitscale.ops.scale import leading_size, rsqrt_size, scale_bwd, static_scale
 
 _SHARPENING = 4.0  # sigma^2 at which the variance is halfway (in log space) from v0 to 1
@@ -294,24 +293,3 @@ def _length(t):
 def _same(a, b):
     return isinstance(a, int) and isinstance(b, int) and a == b
 
-
-def decoder_residual_taus(num_blocks, residual_mult=1.0, residual_attn_ratio=1.0):
-    """u-muP depth rule for blocks with self-attention, cross-attention and an MLP.
-
-    As `transformer_residual_taus`, with each cross-attention layer counted as one more
-    attention branch: the `3 * num_blocks` branches add `residual_mult ** 2` times the
-    embedding's variance, each attention branch `residual_attn_ratio ** 2` times what an MLP
-    branch adds. Returns `[(tau_self, tau_cross, tau_mlp), ...]`.
-
-    Example:
-    >>> from keras_unitscale import ops as uops
-    >>> [round(t, 4) for t in uops.decoder_residual_taus(1)[0]]
-    [0.5774, 0.5, 0.4472]
-    """
-    num_blocks = positive_int(num_blocks, "num_blocks")
-    residual_mult = positive_number(residual_mult, "residual_mult")
-    residual_attn_ratio = positive_number(residual_attn_ratio, "residual_attn_ratio")
-    mlp = residual_mult**2 / (num_blocks * (2.0 * residual_attn_ratio**2 + 1.0))
-    attn = residual_attn_ratio**2 * mlp
-    taus = residual_taus([attn, attn, mlp] * int(num_blocks))
-    return [tuple(taus[3 * i : 3 * i + 3]) for i in range(int(num_blocks))]

@@ -12,6 +12,11 @@ the skip). It is split in two ops so that the backward pass is unit too:
   the gradient to both unchanged.
 Together they apply `a` and `b` exactly once each way, so the summed gradient is the true
 gradient of `y` while every tensor in the branch sees a unit gradient.
+
+The depth rules, which choose every block's `tau`s so that each branch adds a fixed share of
+the stream, live here too: `residual_taus` (any sequence of branches),
+`transformer_residual_taus` (attention + MLP blocks) and `decoder_residual_taus`
+(self-attention + cross-attention + MLP blocks).
 """
 
 import math
@@ -85,10 +90,41 @@ def transformer_residual_taus(num_blocks, residual_mult=1.0, residual_attn_ratio
     >>> [round(t, 4) for t in uops.transformer_residual_taus(1)[0]]
     [0.7071, 0.5774]
     """
-    num_blocks = positive_int(num_blocks, "num_blocks")
-    residual_mult = positive_number(residual_mult, "residual_mult")
-    residual_attn_ratio = positive_number(residual_attn_ratio, "residual_attn_ratio")
+    num_blocks, residual_mult, residual_attn_ratio = _depth_rule_arguments(
+        num_blocks, residual_mult, residual_attn_ratio
+    )
     mlp = 2.0 * residual_mult**2 / (2 * num_blocks * (1.0 + residual_attn_ratio**2))
     attn = residual_attn_ratio**2 * mlp
     taus = residual_taus([attn, mlp] * int(num_blocks))
     return [(taus[2 * i], taus[2 * i + 1]) for i in range(int(num_blocks))]
+
+
+def _depth_rule_arguments(num_blocks, residual_mult, residual_attn_ratio):
+    """The depth rules' arguments, checked: a positive int and two positive numbers."""
+    return (
+        positive_int(num_blocks, "num_blocks"),
+        positive_number(residual_mult, "residual_mult"),
+        positive_number(residual_attn_ratio, "residual_attn_ratio"),
+    )
+
+
+def decoder_residual_taus(num_blocks, residual_mult=1.0, residual_attn_ratio=1.0):
+    """u-muP depth rule for blocks with self-attention, cross-attention and an MLP.
+
+    As `transformer_residual_taus`, with each cross-attention layer counted as one more
+    attention branch: the `3 * num_blocks` branches add `residual_mult ** 2` times the
+    embedding's variance, each attention branch `residual_attn_ratio ** 2` times what an MLP
+    branch adds. Returns `[(tau_self, tau_cross, tau_mlp), ...]`.
+
+    Example:
+    >>> from keras_unitscale import ops as uops
+    >>> [round(t, 4) for t in uops.decoder_residual_taus(1)[0]]
+    [0.5774, 0.5, 0.4472]
+    """
+    num_blocks, residual_mult, residual_attn_ratio = _depth_rule_arguments(
+        num_blocks, residual_mult, residual_attn_ratio
+    )
+    mlp = residual_mult**2 / (num_blocks * (2.0 * residual_attn_ratio**2 + 1.0))
+    attn = residual_attn_ratio**2 * mlp
+    taus = residual_taus([attn, attn, mlp] * int(num_blocks))
+    return [tuple(taus[3 * i : 3 * i + 3]) for i in range(int(num_blocks))]
