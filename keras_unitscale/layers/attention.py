@@ -1,69 +1,36 @@
 """Unit-scaled multi-head attention, with a key/value cache for incremental decoding."""
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_unitscale import ops as uops
-from keras_unitscale._validation import shapes_match, static_dim
-from keras_unitscale.backend import concrete_value
 from keras_unitscale.layers import _keras_arguments, _weights
+from keras_unitscale.layers._attention_checks import (
+    check_attention_axes,
+    check_cache,
+    check_cache_index,
+    check_flash_attention,
+    check_masks,
+    check_rotary,
+    merge_masks,
+    output_dim,
+    sliding_window_mask,
+)
+
 from keras_unitscale.layers._quantize import QuantizableKernels
 from keras_unitscale.ops.formats import attach_fp8, for_matmul, fp8_from_config, fp8_to_config
 from keras_unitscale.layers._validation import positive_int, positive_number
 from keras_unitscale.ops.dropout import validate_rate
+
+_check_cache_index, _check_masks = check_cache_index, check_masks  # the names' old home
 
 
 def _clone(initializer):
     return initializer.__class__.from_config(initializer.get_config())
 
 
-def _output_dim(output_shape):
-    if output_shape is None:
-        return None
-    if isinstance(output_shape, (list, tuple)) and len(output_shape) == 1:
-        output_shape = output_shape[0]
-    return positive_int(output_shape, "output_shape")
-
-
 # The attribute holding each projection's kernel, by weight-name prefix.
 _ATTRIBUTES = {"query": "query", "key": "key", "value": "value", "attention_output": "output"}
-
-
-def _check_masks(target, value_length, source, **masks):
-    """Static mask shapes (checked under `jit` too): `[batch, target]` for `query_mask`,
-    `[batch, value_length]` for `value_mask`/`key_mask`, `[batch, target, source]` for
-    `attention_mask` (`None` matches anything, 1 broadcasts)."""
-    expected = {"query_mask": (target,), "value_mask": (value_length,),
-                "key_mask": (value_length,), "attention_mask": (target, source)}
-    for name, mask in masks.items():
-        if mask is None:
-            continue
-        shape = tuple(mask.shape)
-        # A dimension of 1 broadcasts (the backbones' `[batch, 1, source]` padding masks).
-        given = tuple(None if static_dim(d) == 1 else d for d in shape[1:])
-        if len(shape) != 1 + len(expected[name]) or not shapes_match(given, expected[name]):
-            raise ValueError(
-                f"`{name}` must have shape [batch, {', '.join(map(str, expected[name]))}] "
-                f"to match the query, key and value; received shape {shape}."
-            )
-
-
-def _check_cache_index(cache_update_index, length, cache_length):
-    """A concrete `cache_update_index` must leave room for the `length` new entries (past
-    the cache, the update would write the last slot); a traced one cannot be checked."""
-    index = (cache_update_index if isinstance(cache_update_index, int)
-             else concrete_value(cache_update_index))
-    length, cache_length = static_dim(length), static_dim(cache_length)
-    if index is None or length is None or cache_length is None:
-        return
-    index = int(np.asarray(index).reshape(()))
-    if not 0 <= index <= int(cache_length) - int(length):
-        raise ValueError(
-            f"`cache_update_index` must be in [0, {int(cache_length) - int(length)}] to write "
-            f"{int(length)} entries into a cache of {int(cache_length)} positions; received "
-            f"{index}."
-        )
 
 
 @keras.saving.register_keras_serializable(package="keras_unitscale")
@@ -175,13 +142,7 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
             "about half of unit scale).",
         })
         super().__init__(**kwargs)
-        if attention_axes not in (None, 1, -2, (1,), (-2,), [1], [-2]):
-            raise ValueError(
-                "`attention_axes` must be None (attend over the sequence axis of [batch, "
-                "length, dim] inputs); received "
-                f"{attention_axes!r}. Unit-scaled attention takes its output scale from the "
-                "keys each query attends to along one sequence axis."
-            )
+        check_attention_axes(attention_axes)
         self.kernel_initializer = keras.initializers.get(
             kernel_initializer or keras.initializers.RandomNormal(stddev=1.0)
         )
@@ -195,36 +156,16 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
         self.value_dim = self.key_dim if value_dim is None else positive_int(value_dim, "value_dim")
         self.dropout = validate_rate(dropout, "dropout")
         self.use_bias = bool(use_bias)
-        self.output_dim = _output_dim(output_shape)
+        self.output_dim = output_dim(output_shape)
         self.mult = positive_number(mult, "mult")
         self.constraint = uops.validate_constraint(constraint)
-        if rotary_max_wavelength is not None:
-            if not isinstance(rotary_max_wavelength, (int, float)) or rotary_max_wavelength <= 1:
-                raise ValueError(
-                    "`rotary_max_wavelength` must be None or a number > 1; received "
-                    f"{rotary_max_wavelength!r}."
-                )
-            if self.key_dim % 2:
-                raise ValueError(
-                    f"Rotary embeddings need an even `key_dim`; received {self.key_dim}."
-                )
-        self.rotary_max_wavelength = rotary_max_wavelength
+        self.rotary_max_wavelength = check_rotary(rotary_max_wavelength, self.key_dim)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if self.dropout > 0 else None
         if sliding_window is not None:
             sliding_window = positive_int(sliding_window, "sliding_window")
         self.sliding_window = sliding_window
-        if flash_attention not in (None, True, False):
-            raise ValueError(
-                f"`flash_attention` must be None, True or False; received {flash_attention!r}."
-            )
-        if flash_attention and self.dropout > 0:
-            raise ValueError(
-                "`flash_attention=True` cannot apply dropout to the attention probabilities "
-                f"(the fused kernel never materialises them); received dropout={dropout!r}. "
-                "Set dropout=0.0 or flash_attention=None."
-            )
-        self.flash_attention = flash_attention
+        self.flash_attention = check_flash_attention(flash_attention, self.dropout, dropout)
         self.supports_masking = True
         # FP8 setting (see keras_unitscale.ops.linear, keras_unitscale.precision), or None.
         attach_fp8(self, fp8_from_config(fp8))
@@ -362,11 +303,11 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
             k = self._rotate(self._project(key, "key_kernel", self.key_bias, self.key_dim), 0)
             v = self._project(value, "value_kernel", None, self.value_dim)
         else:
-            self._check_cache(cache)
+            check_cache(cache, self.num_heads, self.key_dim, self.value_dim)
             value_mask = key_mask = None  # they describe the new entries, not the cache
             k, v = cache[:, 0, ...], cache[:, 1, ...]
             if cache_update_index is not None:
-                _check_cache_index(cache_update_index, key.shape[1], cache.shape[2])
+                check_cache_index(cache_update_index, key.shape[1], cache.shape[2])
                 k_new = self._project(key, "key_kernel", self.key_bias, self.key_dim)
                 k_new = self._rotate(k_new, start)
                 v_new = self._project(value, "value_kernel", None, self.value_dim)
@@ -376,14 +317,14 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
                 cache = ops.stack((k, v), axis=1)
             k, v = ops.cast(k, q.dtype), ops.cast(v, q.dtype)
 
-        _check_masks(query.shape[1], value.shape[1], k.shape[1], query_mask=query_mask,
-                     value_mask=value_mask, key_mask=key_mask, attention_mask=attention_mask)
-        mask = self._merge_masks(query_mask, value_mask, key_mask, attention_mask)
+        check_masks(query.shape[1], value.shape[1], k.shape[1], query_mask=query_mask,
+                    value_mask=value_mask, key_mask=key_mask, attention_mask=attention_mask)
+        mask = merge_masks(query_mask, value_mask, key_mask, attention_mask)
         out = uops.dot_product_attention(
             q,
             k,
             v,
-            mask=self._sliding_window_mask(mask, q.shape[1], k.shape[1], start),
+            mask=sliding_window_mask(mask, q.shape[1], k.shape[1], start, self.sliding_window),
             is_causal=use_causal_mask,
             query_offset=start,
             mult=self.mult,
@@ -406,16 +347,6 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
         )
         return results[0] if len(results) == 1 else results
 
-    def _sliding_window_mask(self, mask, query_length, key_length, start):
-        """`mask` and Keras' band `|position(query) - position(key)| < sliding_window`
-        (`[1, T, S]`, queries at `start + i`), or `mask` without a window."""
-        if self.sliding_window is None:
-            return mask
-        i = ops.arange(query_length, dtype="int32")[:, None] + ops.cast(start, "int32")
-        j = ops.arange(key_length, dtype="int32")[None, :]
-        band = ops.less(ops.abs(i - j), self.sliding_window)[None]
-        return band if mask is None else ops.logical_and(ops.cast(mask, "bool"), band)
-
     def _implementation(self, return_attention_scores):
         flash = self.flash_attention
         if flash is None:
@@ -426,37 +357,6 @@ class MultiHeadAttention(QuantizableKernels, keras.layers.Layer):
                 "`flash_attention=True` never materialises; use flash_attention=None or False."
             )
         return {None: None, True: "fused", False: "einsum"}[flash]
-
-    def _check_cache(self, cache):
-        expected = (2, None, self.num_heads, self.key_dim)
-        shape = tuple(cache.shape)
-        if (
-            len(shape) != 5
-            or self.value_dim != self.key_dim
-            or any(e is not None and s is not None and s != e for s, e in zip(shape[1:], expected))
-        ):
-            raise ValueError(
-                "`cache` must have shape [batch, 2, max_length, num_heads, key_dim] = "
-                f"[batch, 2, max_length, {self.num_heads}, {self.key_dim}] (and needs "
-                f"value_dim == key_dim, here {self.value_dim} and {self.key_dim}); "
-                f"received shape {shape}."
-            )
-
-    @staticmethod
-    def _merge_masks(query_mask, value_mask, key_mask, attention_mask):
-        mask = None
-        if attention_mask is not None:
-            if len(attention_mask.shape) != 3:
-                raise ValueError(
-                    "`attention_mask` must have shape [batch, target_length, source_length]; "
-                    f"received shape {tuple(attention_mask.shape)}."
-                )
-            mask = ops.cast(attention_mask, "bool")
-        for m, axis in ((query_mask, -1), (value_mask, -2), (key_mask, -2)):
-            if m is not None:
-                m = ops.expand_dims(ops.cast(m, "bool"), axis)
-                mask = m if mask is None else ops.logical_and(mask, m)
-        return mask
 
     def get_config(self):
         config = super().get_config()
