@@ -25,7 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_unitscale.backend import get_keras_mask, set_keras_mask, vjp
+from keras_unitscale.backend import get_keras_mask, keras_internals, set_keras_mask, vjp
 from keras_unitscale.analysis.table import (  # noqa: F401  (re-exported: the old home)
     COLUMNS,
     TRACKED_FORMATS,
@@ -54,9 +54,7 @@ def _inject(op, kwargs, training):
 
 def _run_model(model, inputs, visit, training, prefix=""):
     """Runs `model` op by op; `visit(name, op, outputs)` may replace each op's outputs."""
-    from keras.src.models.functional import Functional
-    from keras.src.models.sequential import Sequential
-
+    Functional, Sequential = keras_internals.functional_class(), keras.Sequential
     if isinstance(model, Sequential):
         if model._functional is not None:
             return _run_model(model._functional, inputs, visit, training, prefix)

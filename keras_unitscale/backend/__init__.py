@@ -8,6 +8,7 @@ by kind:
 - `tensors`: `concrete_value`, `get_keras_mask` / `set_keras_mask`, `num_replicas_in_sync`
   (how many replicas a `tf.distribute` strategy splits a batch over);
 - `compile`: `compile_pure`, `compile_stateful`, `export_endpoint_options`;
+- `keras_internals`: the parts of Keras outside its public API that this library uses;
 - `kernels`: the fused kernels `keras.ops` does not expose (`rnn`, `fused_rnn`,
   `cudnn_disables_jit`, `fused_attention`, `cudnn_attention_available`,
   `has_fused_float32_cross_entropy`).

@@ -28,21 +28,19 @@ import numpy as np
 from keras import ops
 from keras import quantizers
 
+from keras_unitscale.backend import keras_internals
+
 _MODES = ("int8", "int4")
 
 
 def _dequantize_with_sz_map(*args, **kwargs):
     # Keras' grouped dequantisation (`w = (q - zero) * scale`), not in its public API.
-    from keras.src.quantizers.quantizers import dequantize_with_sz_map
-
-    return dequantize_with_sz_map(*args, **kwargs)
+    return keras_internals.dequantize_with_sz_map(*args, **kwargs)
 
 
 def _int4_block_size(layer, config):
     """The int4 block size: from the config (a quantize call) or the policy (a loaded layer)."""
-    from keras.src.quantizers.quantization_config import get_block_size_for_layer
-
-    block = get_block_size_for_layer(layer, config)
+    block = keras_internals.get_block_size_for_layer(layer, config)
     return None if block in (None, -1) else int(block)
 
 
@@ -138,8 +136,7 @@ class QuantizableKernels:
         `Dense.quantize` does, and sets Keras' quantised dtype policy."""
         if mode not in _MODES:
             raise self._quantization_mode_error(mode)
-        from keras.src.quantizers.quantization_config import QuantizationConfig
-
+        QuantizationConfig = keras_internals.quantization_config_class()
         block = _int4_block_size(self, config) if mode == "int4" else None
         if config is not None and QuantizationConfig.weight_quantizer_or_default(
             config, None

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import keras
 
+from keras_unitscale.backend import keras_internals
 from keras_unitscale._records import layers_outside, record_by_path, recorded_layers
 
 RECORD_KEY = "quantized_layers"
@@ -45,8 +46,6 @@ def quantize_model(model, mode=None, config=None, filters=None, **kwargs):
     ...         if layer.quantization_mode})
     ['int8_from_float32']
     """
-    from keras.src.quantizers.utils import should_quantize_layer
-
     if filters is not None and not isinstance(filters, (str, Callable, list, tuple)):
         raise ValueError(
             "`filters` must be a regex string, a list of regex strings or a callable; "
@@ -55,7 +54,7 @@ def quantize_model(model, mode=None, config=None, filters=None, **kwargs):
     ids = {id(layer) for layer in _leaves(model) if _has_quantize(layer)}
 
     def wanted(layer):
-        return id(layer) in ids and should_quantize_layer(layer, filters)
+        return id(layer) in ids and keras_internals.should_quantize_layer(layer, filters)
 
     keras.Model.quantize(model, mode, config=config, filters=wanted, **kwargs)
     # The layers dropped their float kernels without collecting after each (see
