@@ -18,15 +18,27 @@ def _script():
 
 
 def test_quick_run_trains_evaluates_saves_and_fills_the_card(tmp_path, capsys):
+    # The way the sentiment presets are made: a search run on validation (`--no-test`, a recipe
+    # setting changed with `--set`), then `--ship`, which reads the test split once.
     from keras_unitscale.models.text_classifier import TextClassifier
 
     script = _script()
     assert set(script.RECIPES) == set(script.TRAINED)
-    assert script.main(["zh_sentiment_lstm", "--quick", "--output-dir", str(tmp_path)]) == 0
+    search = tmp_path / "search"
+    assert script.main(["zh_sentiment_lstm", "--quick", "--no-test", "--set", "dropout=0.1",
+                        "--output-dir", str(search)]) == 0
+    metadata = json.loads((search / "zh_sentiment_lstm" / "metadata.json").read_text("utf-8"))
+    assert sorted(metadata["metrics"]) == ["val_accuracy", "val_loss"]  # no test split read
+    assert "dropout 0.1" in metadata["recipe"]
+    with open(os.path.join(ROOT, "docs", "presets.md"), encoding="utf-8") as f:
+        assert (search / "presets.md").read_text(encoding="utf-8") == f.read()  # card untouched
+    assert script.main(["zh_sentiment_lstm", "--quick", "--ship", str(search),
+                        "--output-dir", str(tmp_path)]) == 0
     preset = tmp_path / "zh_sentiment_lstm"
     metadata = json.loads((preset / "metadata.json").read_text(encoding="utf-8"))
     assert metadata["quick"] is True and metadata["training_time_s"] > 0
     assert metadata["label_names"] == ["negative", "positive"]
+    assert metadata["format_version"] == 1 and metadata["parameter_count"] > 0
     card = (tmp_path / "presets.md").read_text(encoding="utf-8")
     section = card.split("<!-- metrics:zh_sentiment_lstm -->")[1].split("<!-- /metrics")[0]
     assert "test_accuracy" in section and "To be filled" not in section
