@@ -6,7 +6,12 @@ from keras_unitscale import ops as uops
 from keras_unitscale.layers import _keras_arguments, _weights
 from keras_unitscale.layers._quantize import QuantizableKernels
 from keras_unitscale.ops.formats import attach_fp8, fp8_from_config, fp8_to_config
-from keras_unitscale.layers._validation import float_input, min_rank, positive_int
+from keras_unitscale.layers._validation import (
+    float_input,
+    min_rank,
+    positive_int,
+    positive_number,
+)
 from keras_unitscale.ops.activations import (
     PROBABILITY_ACTIVATIONS,
     canonical_activation,
@@ -37,6 +42,9 @@ class Dense(QuantizableKernels, keras.layers.Layer):
             `None`; see `keras_unitscale.ops.apply_constraint`.
         readout: if true, the u-muP readout rule (`1 / fan_in` forward, unconstrained); use it
             for the last layer before a loss.
+        output_mult: u-muP's output multiplier, on a readout only: the logits (bias included)
+            are multiplied by it in the forward pass, the gradients are not
+            (`keras_unitscale.ops.readout(..., mult=)`, the one place the rule lives).
         kernel_initializer, bias_initializer: as in Keras; default N(0, 1) and zeros. An
             initializer that does not draw unit-variance weights (Keras' `glorot_uniform`)
             starts the layer off unit scale, and is warned about.
@@ -63,6 +71,7 @@ class Dense(QuantizableKernels, keras.layers.Layer):
         use_bias=True,
         constraint="to_output_scale",
         readout=False,
+        output_mult=1.0,
         kernel_initializer=None,
         bias_initializer="zeros",
         kernel_regularizer=None,
@@ -87,6 +96,12 @@ class Dense(QuantizableKernels, keras.layers.Layer):
         self.use_bias = bool(use_bias)
         self.constraint = uops.validate_constraint(constraint)
         self.readout = bool(readout)
+        self.output_mult = positive_number(output_mult, "output_mult")
+        if self.output_mult != 1.0 and not self.readout:
+            raise ValueError(
+                f"`output_mult={output_mult!r}` multiplies a readout's logits; it needs "
+                "`readout=True` (a hidden layer's output scale is set by its rule)."
+            )
         if self.activation in PROBABILITY_ACTIVATIONS and not self.readout:
             raise ValueError(
                 f"`activation={activation!r}` turns outputs into probabilities, which no "
@@ -124,7 +139,8 @@ class Dense(QuantizableKernels, keras.layers.Layer):
     def call(self, inputs):
         float_input(inputs)
         if self.readout:
-            y = uops.readout(inputs, self.kernel_value("kernel"), self.bias, fp8=self.fp8)
+            y = uops.readout(inputs, self.kernel_value("kernel"), self.bias, fp8=self.fp8,
+                             mult=self.output_mult)
         else:
             y = uops.linear(
                 inputs, self.kernel_value("kernel"), self.bias, self.constraint, fp8=self.fp8
@@ -142,6 +158,7 @@ class Dense(QuantizableKernels, keras.layers.Layer):
             use_bias=self.use_bias,
             constraint=self.constraint,
             readout=self.readout,
+            output_mult=self.output_mult,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
         )

@@ -3,9 +3,11 @@ outputs. `SequencePooling` (hidden states to one vector per sequence), `LMHead` 
 states to vocabulary logits, u-muP's readout, tied or not) and `OutputMultiplier`.
 
 u-muP's output multiplier is one rule, `mult * logits` in the forward pass with the gradient
-passed on unscaled (`keras_unitscale.ops.scale_fwd`): `LMHead` applies it inside its readout
-(`ops.readout(..., mult=)`, without another pass over the logits); `OutputMultiplier` applies
-it to logits made by another layer (`TextClassifier`'s `Dense(readout=True)`).
+passed on unscaled, applied in one place: the readout op (`ops.readout(..., mult=)`, without
+another pass over the logits), which `LMHead(output_mult=)` and `Dense(readout=True,
+output_mult=)` (`TextClassifier`'s head) call. `OutputMultiplier` is the same rule as a layer
+of its own, for logits made elsewhere; the tasks no longer use it (it stays registered, so
+`.keras` files that hold one still load).
 """
 
 import keras

@@ -109,14 +109,13 @@ class TextClassifier(Task):
         self.preprocessor = preprocessor
         self.pooler = SequencePooling(pooling, dtype=dtype, name="pooling")
         self.output_dropout = layers.Dropout(dropout, dtype=dtype, name="output_dropout")
-        self.output_dense = layers.Dense(num_classes, readout=True, dtype=dtype, name="logits")
+        self.output_dense = layers.Dense(num_classes, readout=True, output_mult=output_mult,
+                                         dtype=dtype, name="logits")
 
         # === Functional model ===
         inputs = backbone.input
         pooled = self.pooler(backbone(inputs), inputs["padding_mask"])
         outputs = self.output_dense(self.output_dropout(pooled))
-        if output_mult != 1.0:
-            outputs = OutputMultiplier(output_mult, dtype=dtype, name="output_mult")(outputs)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===

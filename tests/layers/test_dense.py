@@ -33,6 +33,31 @@ def test_dense_readout():
     assert_unit(gx, "input grad")
 
 
+def test_readout_output_mult_multiplies_forward_only(tmp_path):
+    # u-muP's output multiplier on the readout: the logits (bias included) times 3, every
+    # gradient as without it; saved and refused off a readout.
+    x = normal((256, 64))
+    plain = ku.layers.Dense(16, readout=True)
+    plain.build(x.shape)
+    plain.bias.assign(np.linspace(-1, 1, 16).astype("float32"))
+    tripled = ku.layers.Dense(16, readout=True, output_mult=3.0)
+    tripled.build(x.shape)
+    tripled.set_weights(plain.get_weights())
+    np.testing.assert_allclose(np.asarray(tripled(x)), 3 * np.asarray(plain(x)), rtol=1e-5,
+                               atol=1e-6)
+    grads = [layer_stds(layer, x) for layer in (plain, tripled)]
+    assert grads[1][1][0] == pytest.approx(grads[0][1][0], rel=1e-5)  # input gradient
+    for (path, s0), s1 in zip(grads[0][2].items(), grads[1][2].values(), strict=True):
+        assert s1 == pytest.approx(s0, rel=1e-5), path
+    clone = assert_config_roundtrip(tripled)
+    assert clone.output_mult == 3.0
+    assert_keras_roundtrip(tripled, normal((3, 64)), tmp_path)
+    with pytest.raises(ValueError, match="output_mult.*readout=True"):
+        ku.layers.Dense(16, output_mult=2.0)
+    with pytest.raises(ValueError, match="output_mult"):
+        ku.layers.Dense(16, readout=True, output_mult=0.0)
+
+
 def test_dense_matches_keras_dense_up_to_the_scale():
     x = normal((4, 16))
     ours = ku.layers.Dense(3, use_bias=False)

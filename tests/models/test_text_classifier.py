@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 import keras_unitscale as ku
+from keras_unitscale import ops as uops
 from keras_unitscale.backend import vjp
 from keras_unitscale.models.backbones import LSTMBackbone, TransformerEncoderBackbone
 from keras_unitscale.models.text_classifier import SequencePooling, TextClassifier
@@ -104,11 +105,22 @@ def test_output_mult_scales_the_logits_forward_only(tmp_path):
     boosted.set_weights(plain.get_weights())
     x, y = plain.preprocessor(TEXTS[:8], LABELS[:8])
     np.testing.assert_allclose(_np(boosted(x)), 4 * _np(plain(x)), rtol=1e-5, atol=1e-6)
-    # The backward pass is not multiplied: the multiplier hands its upstream on unchanged.
-    head = boosted.get_layer("output_mult")
-    _, pullback = vjp(lambda logits: head(logits), _np(plain(x)))
+    # The backward pass is not multiplied: the readout (its `Dense(readout=True,
+    # output_mult=4)`, the one place the multiplier lives) gives the input, kernel and bias the
+    # gradients of the plain readout.
+    assert boosted.get_layer("logits").output_mult == 4.0
+    pooled = np.random.default_rng(1).standard_normal((8, 16)).astype("float32")
     upstream = np.random.default_rng(0).standard_normal((8, 2)).astype("float32")
-    np.testing.assert_allclose(_np(pullback(upstream)[0]), upstream, rtol=1e-6)
+    grads = []
+    for task in (plain, boosted):
+        dense = task.get_layer("logits")
+        _, pullback = vjp(lambda h, w, b, d=dense: uops.readout(h, w, b, mult=d.output_mult),
+                          pooled, _np(dense.kernel), _np(dense.bias))
+        grads.append([_np(g) for g in pullback(upstream)])
+    for g_plain, g_boosted in zip(*grads, strict=True):
+        np.testing.assert_allclose(g_boosted, g_plain, rtol=1e-6, atol=1e-7)
+    _, pullback = vjp(lambda h: boosted.get_layer("logits")(h), pooled)  # the layer itself
+    np.testing.assert_allclose(_np(pullback(upstream)[0]), grads[0][0], rtol=1e-6, atol=1e-7)
     clone = assert_config_roundtrip(boosted)
     assert clone.output_mult == 4.0
     path = str(tmp_path / "boosted.keras")
