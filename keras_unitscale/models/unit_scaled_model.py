@@ -105,9 +105,7 @@ class UnitScaledModel(keras.Model):
         Keras skips this for models whose `compile()` is overridden; ours only changes
         defaults, so the saved (fully specified) arguments can be passed straight back.
         """
-        from keras.src.saving import serialization_lib
-
-        config = serialization_lib.deserialize_keras_object(config)
+        config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
         if getattr(self, "optimizer", None) is not None and self.built:
             self.optimizer.build(self.trainable_variables)
