@@ -49,7 +49,6 @@ ARCHITECTURES = {
         vocabulary_size=20_000, hidden_dim=256, num_layers=2, bidirectional=True, dropout=0.1)),
     "mlp_small": ("MLPBackbone", dict(vocabulary_size=20_000, hidden_dim=256, window=8)),
 }
-TRANSFORMER_TASKS = ["TextClassifier", "CausalLM", "Seq2SeqLM"]
 
 
 def recipe_optimizer(learning_rate):
@@ -364,14 +363,18 @@ def _description(name):
 
 def write_architectures(output_dir):
     """Writes the untrained architecture presets (config and metadata, no weights)."""
+    import keras_unitscale.models  # noqa: F401 (registers the tasks)
+    from keras_unitscale._tasks import registered_tasks
     from keras_unitscale.presets import save_preset
     from keras_unitscale.presets.loading import registered_backbone
 
     for name, (class_name, arguments) in ARCHITECTURES.items():
         backbone = registered_backbone(class_name)(**arguments)
-        tasks = TRANSFORMER_TASKS if class_name.startswith("Transformer") else [
-            "TextClassifier", "CausalLM"]
-        tasks = ["CausalLM"] if class_name == "MLPBackbone" else tasks
+        # The tasks that take this backbone, as each declares (its own `backbone_cls`, or an
+        # untrained size it builds as its own kind: `architecture_backbones`).
+        tasks = [task_name for task_name, task in registered_tasks().items()
+                 if issubclass(type(backbone), task.backbone_cls)
+                 or type(backbone) in task.architecture_backbones]
         save_preset(backbone, os.path.join(output_dir, name), overwrite=True,
                     include_weights=False,
                     metadata={"description": _description(name), "trained": False,
