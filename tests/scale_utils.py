@@ -42,3 +42,17 @@ def assert_near(value, expected, tol, what):
 
 def assert_unit(value, what, tol=0.1):
     assert_near(value, 1.0, tol, what)
+
+
+def one_step_recurrent_grad_ratio(layer_class, units=128, batch=256, warm_steps=32):
+    """`std(recurrent_kernel grad) / std(kernel grad)` of a recurrent layer on one step from a
+    state warmed up by `warm_steps` steps of the layer itself (unit-normal inputs and
+    upstream). The derivation's U factor promises 1."""
+    warm = layer_class(units, return_state=True)
+    _, *state = warm(normal((batch, warm_steps, units), seed=5))
+    layer = layer_class(units, return_sequences=True)
+    layer.build((batch, 1, units))
+    layer.set_weights(warm.get_weights())
+    _, _, weights = layer_stds(layer, normal((batch, 1, units), seed=6), initial_state=state)
+    grads = {path.split("/")[-1]: s for path, s in weights.items()}
+    return grads["recurrent_kernel"] / grads["kernel"]
