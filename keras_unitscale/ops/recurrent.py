@@ -41,9 +41,12 @@ def recurrent_weights(kernel, recurrent_kernel, bias, contributions, scales):
     """Effective `(kernel, recurrent_kernel, bias)`: the scales folded into the weights.
 
     `contributions` is the number of (batch x time) positions receiving an upstream gradient
-    (an int or a scalar tensor, see `leading_size`). Computed once per call, outside the loop.
+    (an int or a scalar tensor, see `leading_size`); every weight gradient is scaled by
+    `scales.weight_grad * contributions ** -0.5`, U's also by `scales.recurrent_weight_grad`.
+    Computed once per call, outside the loop.
     """
     g = rsqrt_size(contributions)
+    g = g * scales.weight_grad
     kernel = scale_fwd(scale_bwd(kernel, g), scales.input)
     recurrent_kernel = scale_fwd(
         scale_bwd(recurrent_kernel, g * scales.recurrent_weight_grad), scales.recurrent

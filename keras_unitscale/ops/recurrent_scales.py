@@ -17,9 +17,19 @@ independent per unit:
   `G_h = kappa^2 / (1 - rho)` for any length;
 - input gradient: variance `s^2 u Q_x G_h`; the unit-gradient scale
   `(u Q_x kappa^2 / (1 - rho)) ** -0.5` is tied to `s_x` by `constraint`, as in `linear`;
-- weight gradients: `n ** -0.5` for W and b, `kappa sqrt(Q_x / Q) n ** -0.5` for U (its
-  input h has std `1 / kappa`; the GRU's reset gate shrinks the gradient reaching U_h, the
-  LSTM has `Q_x = Q`), `n` the (batch x time) positions receiving an upstream gradient.
+- weight gradients: a weight gradient sums, over the `n` (batch x time) positions receiving
+  an upstream gradient, its unit input times a gate pre-activation gradient. Those have mean
+  square `Q_x G_h / gates` per gate (`gates` = 4 for the LSTM, 3 for the GRU), not one, so
+  `n ** -0.5` alone leaves W's gradient at std `sqrt(Q_x kappa^2 / (gates (1 - rho)))`
+  (0.724 for the LSTM, 0.998 for the GRU). The factor
+  `omega = (gates (1 - rho) / (Q_x kappa^2)) ** 0.5` (1.381 LSTM, 1.002 GRU) divides it out:
+  `omega n ** -0.5` for W and b, `omega kappa sqrt(Q_x / Q_h) n ** -0.5` for U (its input h
+  has std `1 / kappa`; the GRU's reset gate shrinks the gradient reaching U_h, the LSTM has
+  `Q_x = Q_h`). Backward only: the forward pass does not depend on it. The mean field drops
+  correlations along time: U's input h and the bias's gate gradients (the candidate's through
+  the cell's carry) are correlated from step to step, so over long sequences U's gradient
+  comes out up to 1.3 and the bias's up to 1.6 (docs/lstm.md); W's input is independent per
+  step, and its gradient is unit at every length.
 """
 
 import collections
@@ -34,13 +44,15 @@ RHO = 0.25
 """Mean-field backward gain per step through the recurrent kernel (module docstring)."""
 
 RecurrentScales = collections.namedtuple(
-    "RecurrentScales", ["input", "input_grad", "recurrent", "output", "recurrent_weight_grad"]
+    "RecurrentScales",
+    ["input", "input_grad", "recurrent", "output", "recurrent_weight_grad", "weight_grad"],
 )
 RecurrentScales.__doc__ = """Scales of a unit-scaled LSTM or GRU (Python floats).
 
 `input`, `input_grad`: forward scale of the x-path and the scale of the input gradient (tied
 by the constraint); `recurrent`: the h-path scale (forward = backward); `output`: kappa;
-`recurrent_weight_grad`: the factor on U's gradient on top of `n ** -0.5`.
+`recurrent_weight_grad`: U's factor relative to W's (`kappa sqrt(Q_x / Q_h)`);
+`weight_grad`: the factor on every weight gradient (W, U, b) on top of `n ** -0.5` (`omega`).
 """
 
 
@@ -100,7 +112,7 @@ def lstm_scales(input_dim, units, forget_bias=0.0, constraint="to_output_scale")
     (5.2, 0.081, 0.183)
     """
     kappa, eta2, q, _ = lstm_moments(forget_bias)
-    return _scales(input_dim, units, kappa, eta2, q, q, RHO, constraint)
+    return _scales(input_dim, units, kappa, eta2, q, q, RHO, constraint, gates=4)
 
 
 def _gru_terms(eta2):
@@ -154,14 +166,17 @@ def gru_scales(input_dim, units, constraint="to_output_scale"):
     """
     kappa, eta2, q_x, rho = gru_moments()
     q_h = RHO / (eta2 * kappa**2)
-    return _scales(input_dim, units, kappa, eta2, q_x, q_h, rho, constraint)
+    return _scales(input_dim, units, kappa, eta2, q_x, q_h, rho, constraint, gates=3)
 
 
-def _scales(input_dim, units, kappa, eta2, q_x, q_h, rho, constraint):
+def _scales(input_dim, units, kappa, eta2, q_x, q_h, rho, constraint, gates):
     fwd = ((1.0 - eta2) / input_dim) ** 0.5
     bwd = (units * q_x * kappa**2 / (1.0 - rho)) ** -0.5
     x_fwd, x_bwd = apply_constraint(constraint, fwd, bwd)
     # U's input h has std 1 / kappa, and its output gradient is sqrt(q_h / q_x) times W's
     # (the GRU's reset gate multiplies U_h's; equal for the LSTM).
     u_grad = kappa * (q_x / q_h) ** 0.5
-    return RecurrentScales(x_fwd, x_bwd, kappa * (eta2 / units) ** 0.5, kappa, u_grad)
+    # Every gate pre-activation gradient has mean square `q_x G_h / gates`, with
+    # `G_h = kappa^2 / (1 - rho)`: this makes W's (and b's, and through u_grad U's) unit.
+    omega = (gates * (1.0 - rho) / (q_x * kappa**2)) ** 0.5
+    return RecurrentScales(x_fwd, x_bwd, kappa * (eta2 / units) ** 0.5, kappa, u_grad, omega)

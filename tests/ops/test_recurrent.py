@@ -23,7 +23,9 @@ def _args(cell="lstm", b=4, s=3, d=6, u=3, seed=0):
 
 
 def _reference(cell, scales):
-    """The scaled cell with plain multiplies, unrolled: its gradients are the true ones."""
+    """The scaled cell with plain multiplies, unrolled: its gradients are the true ones.
+    An LSTM bias of shape `[batch, time, 4u]` is one per position: its gradient is then each
+    gate pre-activation's gradient."""
 
     def run(x, h, c, w, u, b):
         h = h / scales.output
@@ -32,7 +34,8 @@ def _reference(cell, scales):
             zx = scales.input * ops.matmul(x[:, t], w)
             zh = scales.recurrent * ops.matmul(h, u)
             if cell == "lstm":
-                z_i, z_f, z_c, z_o = ops.split(zx + zh + b, 4, axis=-1)
+                b_t = b[:, t] if len(b.shape) == 3 else b
+                z_i, z_f, z_c, z_o = ops.split(zx + zh + b_t, 4, axis=-1)
                 c = ops.sigmoid(z_f) * c + ops.sigmoid(z_i) * ops.tanh(z_c)
                 h = ops.sigmoid(z_o) * ops.tanh(c)
             else:
@@ -75,11 +78,8 @@ def test_non_cut_gradients_are_exact_and_weight_gradients_only_rescaled(cell):
     got, want = pull(g), ref_pull(g)
     for i in range(3 if cell == "lstm" else 2):  # inputs and initial states: true gradients
         np.testing.assert_allclose(np.asarray(got[i]), np.asarray(want[i]), rtol=1e-4, atol=1e-5)
-    factors = [
-        n**-0.5 / scales.input,
-        n**-0.5 * scales.recurrent_weight_grad / scales.recurrent,
-        n**-0.5,
-    ]
+    g = n**-0.5 * scales.weight_grad
+    factors = [g / scales.input, g * scales.recurrent_weight_grad / scales.recurrent, g]
     for got_w, want_w, f in zip(got[3:], want[3:], factors):
         np.testing.assert_allclose(
             np.asarray(got_w), f * np.asarray(want_w), rtol=1e-4, atol=1e-6
@@ -189,7 +189,14 @@ def test_derived_scales_match_a_monte_carlo_simulation(cell):
       comes back): std `sqrt(RHO / (1 - RHO))` = 0.577. It measures the h-path's backward
       gain, which grows as the square of its scale: x0.8 gives 0.42, x1.2 0.75; the band
       is 15% (0.62 measured). The GRU's initial state also gets the direct carry `z h`,
-      where the mean field is looser, so only its output and input gradient are checked.
+      where the mean field is looser, so only its output and input gradient are checked;
+    - the gate pre-activation gradients have mean square `Q_x G_h / gates`, which the weight
+      gradients' factor `omega` divides out: W's gradient (its input is independent from
+      step to step) is unit under the op's rule `omega n ** -0.5` (within 0.1; measured
+      1.04 LSTM, 1.01 GRU), and (LSTM) so is the rms of the gate gradients times `omega`,
+      what each position adds to the bias's gradient (1.04 measured; the bias sums them
+      along time, where the cell's carry correlates them: docs/lstm.md). Before `omega`
+      (1.38 for the LSTM) these were 0.75; a 20% error in it fails either.
     """
     batch, steps, d, units = 64, 24, 128, 128
     scales = lstm_scales(d, units, constraint=None) if cell == "lstm" else gru_scales(
@@ -197,17 +204,26 @@ def test_derived_scales_match_a_monte_carlo_simulation(cell):
     )
     gates = 4 if cell == "lstm" else 3
     w, u = normal((d, gates * units), seed=1), normal((units, gates * units), seed=2)
-    b = np.zeros((gates * units,) if cell == "lstm" else (2, gates * units), "float32")
+    # The LSTM's bias is one per position (see `_reference`), zero: its gradient is dz.
+    b_shape = (batch, steps, gates * units) if cell == "lstm" else (2, gates * units)
+    b = np.zeros(b_shape, "float32")
     h0, c0 = _warm_states(cell, scales, w.astype("float64"), u.astype("float64"), batch)
     x = normal((batch, steps, d), seed=3)
     out, pull = vjp(_reference(cell, scales), x, h0, c0, w, u, b)
-    gx, gh0 = pull(normal(tuple(out.shape), seed=4))[:2]
+    gx, gh0, _, gw, _, gb = pull(normal(tuple(out.shape), seed=4))
     assert abs(std(out) - 1) <= 0.1, f"{cell} output std {std(out):.3f}"
     gx = std(gx) * scales.input_grad / scales.input
     assert abs(gx - 1) <= 0.1, f"{cell} unconstrained input grad std {gx:.3f}"
+    # `_reference` multiplies W by `s_x` in the forward pass; the op's rule replaces that
+    # factor in W's gradient by `omega n ** -0.5`.
+    n = batch * steps
+    gw = std(gw) / scales.input * n**-0.5 * scales.weight_grad
+    assert abs(gw - 1) <= 0.1, f"{cell} kernel grad std {gw:.3f} under the op's rule"
     if cell == "lstm":
         want = (RHO / (1 - RHO)) ** 0.5
         assert abs(std(gh0) / want - 1) <= 0.15, f"initial-state grad {std(gh0):.3f} vs {want:.3f}"
+        rms_dz = float(np.sqrt(np.mean(np.square(np.asarray(gb, "float64"))))) * scales.weight_grad
+        assert abs(rms_dz - 1) <= 0.1, f"gate-gradient rms x omega {rms_dz:.3f}"
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
