@@ -156,24 +156,36 @@ def shapes_match(shape, expected):
     return len(shape) == len(expected) and all(map(_compatible, shape, expected))
 
 
+def shape_message(name, shape, expected, expected_what):
+    """The message of `same_shape` (also formatted by the checks inside a data pipeline)."""
+    return (f"`{name}` must have the shape of {expected_what}, {expected}; received shape "
+            f"{shape}.")
+
+
 def same_shape(shape, expected, name, expected_what):
     """Static shapes: `shape` (of `name`) must equal `expected` (of `expected_what`), `None`
     matching anything."""
     shape, expected = tuple(shape), tuple(expected)
     if not shapes_match(shape, expected):
-        raise ValueError(
-            f"`{name}` must have the shape of {expected_what}, {expected}; received shape "
-            f"{shape}."
-        )
+        raise ValueError(shape_message(name, shape, expected, expected_what))
+
+
+def length_message(name, length, limit, limit_what):
+    """The message of `length_at_most` (also formatted inside a data pipeline)."""
+    return f"`{name}` has length {length}, longer than {limit_what} ({limit})."
 
 
 def length_at_most(length, limit, name, limit_what):
     """A sequence length within `limit` (the positions a model has)."""
     length, limit = static_dim(length), static_dim(limit)
     if length is not None and limit is not None and length > limit:
-        raise ValueError(
-            f"`{name}` has length {int(length)}, longer than {limit_what} ({int(limit)})."
-        )
+        raise ValueError(length_message(name, int(length), int(limit), limit_what))
+
+
+def ids_message(name, size, lo, hi, size_what="vocabulary_size"):
+    """The message of `ids_in_range` (also formatted inside a data pipeline)."""
+    return (f"`{name}` must hold ids in [0, {size}) ({size_what}={size}); received ids in "
+            f"[{lo}, {hi}].")
 
 
 def ids_in_range(values, size, name, size_what="vocabulary_size"):
@@ -184,7 +196,4 @@ def ids_in_range(values, size, name, size_what="vocabulary_size"):
         return
     lo, hi = int(values.min()), int(values.max())
     if lo < 0 or hi >= int(size):
-        raise ValueError(
-            f"`{name}` must hold ids in [0, {int(size)}) ({size_what}={int(size)}); "
-            f"received ids in [{lo}, {hi}]."
-        )
+        raise ValueError(ids_message(name, int(size), lo, hi, size_what))

@@ -317,6 +317,114 @@ def test_tasks_check_arguments_and_data(m, make, text):
     assert text in str(error.value)
 
 
+# 3b. Packed batches read from a pipeline (tf.data, a generator, a PyDataset) and a backbone's
+# own predict and call: the same rules as arrays, checked batch by batch -----------------
+def batches(ids, mask=None, labels=True, signature=False):
+    """A `tf.data.Dataset` of packed batches of 2 (with labels unless `labels=False`);
+    `signature=True` gives it unknown static shapes, so only the values can fail."""
+    import tensorflow as tf
+
+    x = packed(ids, mask)
+    elements = (x, np.arange(len(x["token_ids"])) % 2) if labels else x
+    if not signature:
+        return tf.data.Dataset.from_tensor_slices(elements).batch(2)
+    spec = {k: tf.TensorSpec((None, None), tf.int32) for k in x}
+    spec = (spec, tf.TensorSpec((None,), tf.int64)) if labels else spec
+    return tf.data.Dataset.from_generator(lambda: iter([elements]), output_signature=spec)
+
+
+def generator(ids):
+    yield packed(np.asarray(ids, "int32")), np.zeros(len(ids), "int64")
+
+
+class Batches(keras.utils.PyDataset):
+    def __init__(self, ids):
+        super().__init__()
+        self.ids = np.asarray(ids, "int32")
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        return packed(self.ids), np.zeros(len(self.ids), "int64")
+
+
+ABOVE = np.full((4, LENGTH), 99, "int32")
+PIPELINES = [
+    ("dataset-predict-ids-above",
+     lambda m: m.raw.predict(batches(ABOVE, labels=False), verbose=0),
+     'x["token_ids"]', "received ids in [99, 99]"),
+    # What the element spec shows is refused before Keras runs (no step is traced):
+    ("dataset-fit-float-ids",
+     lambda m: m.raw.fit(batches(np.full((4, LENGTH), 1.0, "float32")), verbose=0),
+     'x["token_ids"]', "float32"),
+    ("dataset-evaluate-mask-shape",
+     lambda m: m.raw.evaluate(batches(ones(4, LENGTH, dtype="int32"),
+                                      ones(4, 5, dtype="int32")), verbose=0),
+     'x["padding_mask"]', "(None, 5)"),
+    ("dataset-validation-float-ids",
+     lambda m: m.raw.fit(batches(ones(4, LENGTH, dtype="int32")), verbose=0,
+                         validation_data=batches(np.full((4, LENGTH), 1.0, "float32"))),
+     'validation_data["token_ids"]', "float32"),
+    ("dataset-mask-shape-values",
+     lambda m: m.raw.predict(batches(ones(2, LENGTH, dtype="int32"),
+                                     ones(2, 5, dtype="int32"), labels=False,
+                                     signature=True), verbose=0),
+     'x["padding_mask"]', "received shape [2 5]"),
+    ("dataset-too-long-values",
+     lambda m: m.raw.predict(batches(ones(2, 12, dtype="int32"), labels=False,
+                                     signature=True), verbose=0),
+     'x["token_ids"]', "has length 12"),
+    ("dataset-not-a-dict",
+     lambda m: m.raw.predict(batches(ones(4, LENGTH, dtype="int32"), labels=False).map(
+         lambda x: x["token_ids"])), "`x`", "must be a dict"),
+    ("generator-fit-ids-above", lambda m: m.raw.fit(generator(ABOVE[:2]), verbose=0),
+     'x["token_ids"]', "[99, 99]"),
+    ("pydataset-predict-ids-above", lambda m: m.raw.predict(Batches(ABOVE[:2]), verbose=0),
+     'x["token_ids"]', "[99, 99]"),
+    ("backbone-predict-ids-above",
+     lambda m: m.encoder.predict(packed(ABOVE[:1]), verbose=0), 'x["token_ids"]', "[99, 99]"),
+    ("backbone-predict-mask-shape",
+     lambda m: m.encoder.predict(packed(ones(1, LENGTH, dtype="int32"),
+                                        ones(1, 3, dtype="int32")), verbose=0),
+     'x["padding_mask"]', "received shape (1, 3)"),
+    ("backbone-predict-too-long",
+     lambda m: m.encoder.predict(packed(ones(1, 12, dtype="int32")), verbose=0),
+     'x["token_ids"]', "max_sequence_length (8)"),
+    ("backbone-predict-batch_size",
+     lambda m: m.encoder.predict(packed(ones(1, 4, dtype="int32")), batch_size=0),
+     "`batch_size`", "positive integer"),
+    ("backbone-predict-dataset",
+     lambda m: m.encoder.predict(batches(np.full((4, LENGTH), 1.0, "float32"), labels=False)),
+     'x["token_ids"]', "float32"),
+    ("backbone-call-mask-shape",
+     lambda m: m.encoder(packed(ones(1, LENGTH, dtype="int32"), ones(1, 3, dtype="int32"))),
+     'inputs["padding_mask"]', "received shape (1, 3)"),
+    ("backbone-call-too-long", lambda m: m.encoder(packed(ones(1, 12, dtype="int32"))),
+     'inputs["token_ids"]', "max_sequence_length (8)"),
+]
+
+
+@pytest.mark.parametrize("make, name, text", [c[1:] for c in PIPELINES],
+                         ids=[c[0] for c in PIPELINES])
+def test_pipelines_and_backbones_check_packed_batches(m, make, name, text):
+    with pytest.raises(ValueError) as error:
+        make(m)
+    assert name in str(error.value) and text in str(error.value)
+
+
+def test_a_refused_batch_leaves_the_model_usable(m):
+    """On JAX, Keras detaches a model's variables while `predict` runs; a batch refused
+    before the first step must not leave them empty (their values stay as they were)."""
+    before = [np.array(w) for w in m.raw.weights]
+    with pytest.raises(ValueError, match="vocabulary_size"):
+        m.raw.predict(batches(ABOVE, labels=False), verbose=0)
+    after = [np.array(w) for w in m.raw.weights]
+    assert len(after) == len(before) > 0
+    for old, new in zip(before, after):
+        np.testing.assert_array_equal(new, old)
+
+
 # 4. Layers at call time: static shapes checked eagerly and inside compiled functions -----
 def q(*shape):
     return np.zeros(shape, "float32")

@@ -3,7 +3,13 @@
 import keras
 from keras import ops
 
+from keras_unitscale import _validation as check
 from keras_unitscale import precision
+from keras_unitscale.models.task_inputs import (
+    check_model_inputs,
+    checked_inputs,
+    pipeline_errors,
+)
 from keras_unitscale.models.unit_scaled_model import UnitScaledModel
 from keras_unitscale.presets.mixin import PresetMixin
 
@@ -97,6 +103,24 @@ class Backbone(PresetMixin, UnitScaledModel):
         super().__init__(*args, **kwargs)
         if dtype is not None:
             self.dtype_policy = keras.dtype_policies.get(standardize_dtype(dtype))
+
+    def __call__(self, *args, **kwargs):
+        # Concrete packed inputs are checked as a task checks them (ids in the vocabulary,
+        # masks of their ids' shape, lengths within the positions); symbolic or traced
+        # ones pass through.
+        inputs = args[0] if args else kwargs.get("inputs")
+        if isinstance(inputs, dict):
+            check_model_inputs(self, inputs, "inputs")
+        return super().__call__(*args, **kwargs)
+
+    def predict(self, x, batch_size=None, **kwargs):
+        # As `Task.predict` without a preprocessor: arrays checked now, a dataset, generator
+        # or PyDataset batch by batch (`task_inputs.checked_inputs`).
+        if batch_size is not None:
+            check.positive_int(batch_size, "batch_size")
+        x = checked_inputs(self, x, "x")
+        with pipeline_errors(self):
+            return super().predict(x, batch_size=batch_size, **kwargs)
 
     @property
     def token_embedding(self):

@@ -24,6 +24,8 @@ from keras_unitscale.models.task_inputs import (
     _tf,
     check_model_inputs,
     check_raw_text,
+    checked_inputs,
+    pipeline_errors,
 )
 from keras_unitscale.models.unit_scaled_model import UnitScaledModel
 from keras_unitscale.presets.mixin import PresetMixin
@@ -233,14 +235,18 @@ class Task(PresetMixin, UnitScaledModel):
         if isinstance(validation_data, (list, tuple)):
             validation_data = tuple(_as_inputs(v) for v in validation_data)
         if self.preprocessor is None:
-            check_model_inputs(self.backbone, x, "x")
+            x = checked_inputs(self.backbone, x, "x")
             if isinstance(validation_data, tuple) and validation_data:
                 check_model_inputs(self.backbone, validation_data[0], "validation_data[0]")
+            else:
+                validation_data = checked_inputs(self.backbone, validation_data,
+                                                 "validation_data")
             if y is not None and not _is_dataset(x):
                 self.check_targets(y)
-            return super().fit(x, y, batch_size=batch_size, sample_weight=sample_weight,
-                               validation_data=validation_data,
-                               validation_split=validation_split, shuffle=shuffle, **kwargs)
+            with pipeline_errors(self):
+                return super().fit(x, y, batch_size=batch_size, sample_weight=sample_weight,
+                                   validation_data=validation_data,
+                                   validation_split=validation_split, shuffle=shuffle, **kwargs)
         if validation_split and validation_data is None:
             if _is_dataset(x):
                 raise ValueError("`validation_split` needs arrays, not a `tf.data.Dataset`.")
@@ -264,26 +270,32 @@ class Task(PresetMixin, UnitScaledModel):
                 vx, vy, vw = keras.utils.unpack_x_y_sample_weight(tuple(validation_data))
                 validation_data = self._dataset(vx, vy, vw, batch_size)
         # Shuffling, if asked, happened in the pipeline (Keras ignores it for datasets).
-        return super().fit(train, validation_data=validation_data, shuffle=False, **kwargs)
+        with pipeline_errors(self):
+            return super().fit(train, validation_data=validation_data, shuffle=False, **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None, **kwargs):
         _check_fit_arguments(batch_size, None, None)
         x, y, sample_weight = _as_inputs(x), _as_inputs(y), _as_inputs(sample_weight)
         if self.preprocessor is None or kwargs.get("_use_cached_eval_dataset", False):
-            check_model_inputs(self.backbone, x, "x")
+            if not kwargs.get("_use_cached_eval_dataset", False):
+                x = checked_inputs(self.backbone, x, "x")
             if y is not None and not _is_dataset(x):
                 self.check_targets(y)
-            return super().evaluate(x, y, batch_size=batch_size, sample_weight=sample_weight,
-                                    **kwargs)
-        return super().evaluate(self._dataset(x, y, sample_weight, batch_size), **kwargs)
+            with pipeline_errors(self):
+                return super().evaluate(x, y, batch_size=batch_size,
+                                        sample_weight=sample_weight, **kwargs)
+        with pipeline_errors(self):
+            return super().evaluate(self._dataset(x, y, sample_weight, batch_size), **kwargs)
 
     def predict(self, x, batch_size=None, **kwargs):
         _check_fit_arguments(batch_size, None, None)
         x = _as_inputs(x)
         if self.preprocessor is None:
-            check_model_inputs(self.backbone, x, "x")
-            return super().predict(x, batch_size=batch_size, **kwargs)
-        return super().predict(self._dataset(x, None, None, batch_size), **kwargs)
+            x = checked_inputs(self.backbone, x, "x")
+            with pipeline_errors(self):
+                return super().predict(x, batch_size=batch_size, **kwargs)
+        with pipeline_errors(self):
+            return super().predict(self._dataset(x, None, None, batch_size), **kwargs)
 
     # Config -----------------------------------------------------------------------------
     def get_config(self):

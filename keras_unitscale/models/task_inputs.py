@@ -2,6 +2,8 @@
 and the checks made on them, on concrete (NumPy) values, before any compiled function runs.
 """
 
+import contextlib
+import inspect
 import sys
 
 import keras
@@ -9,6 +11,7 @@ import numpy as np
 
 from keras_unitscale import _validation as check
 from keras_unitscale.backend import concrete_value
+from keras_unitscale.backend.trainer_state import variables_kept_on_failure
 
 
 def _tf():
@@ -97,22 +100,42 @@ def input_vocabulary_size(backbone, key):
     return getattr(backbone, "vocabulary_size", None)
 
 
+def _is_spec(value):
+    return "tensorflow" in sys.modules and isinstance(value, _tf().TensorSpec)
+
+
+def _described(value):
+    """`(shape, dtype holder, NumPy values or None)` of one input: concrete values, or the
+    `tf.TensorSpec` of a dataset's elements (shape and dtype only); None when neither."""
+    if _is_spec(value):
+        return None if value.shape.rank is None else (tuple(value.shape.as_list()), value, None)
+    array = _concrete(value)
+    return None if array is None else (array.shape, array, array)
+
+
+def _backbone_inputs(backbone):
+    try:
+        inputs = backbone.input
+    except (AttributeError, ValueError):
+        return None
+    return inputs if isinstance(inputs, dict) else None
+
+
 def check_model_inputs(backbone, x, argument="x"):
     """Checks packed inputs given for `backbone` (what a preprocessor would make) before
     they reach a compiled function, where bad values are not caught: a dict with the
     backbone's input names; token ids of an integer dtype within the vocabulary (out of
     range, a gather gives NaN on JAX and clamps on TensorFlow); padding masks of their token
     ids' shape; sequences no longer than the backbone's `max_sequence_length`. `argument`
-    is the name the user passed `x` under. Symbolic or traced values are left alone."""
-    try:
-        inputs = backbone.input
-    except (AttributeError, ValueError):
-        return
-    if not isinstance(inputs, dict) or x is None or _is_dataset(x):
+    is the name the user passed `x` under. Symbolic or traced values are left alone; the
+    `tf.TensorSpec`s of a dataset's elements get the checks their static shapes and dtypes
+    allow (`checked_inputs` checks the values as the batches are read)."""
+    inputs = _backbone_inputs(backbone)
+    if inputs is None or x is None or _is_dataset(x):
         return
     names = sorted(inputs)
     if not isinstance(x, dict):
-        if _concrete(x) is not None:
+        if _is_spec(x) or _concrete(x) is not None:
             raise ValueError(
                 f"`{argument}` must be a dict of {names} (the packed inputs the backbone "
                 f"takes), or raw inputs for a task with a preprocessor; received "
@@ -125,30 +148,153 @@ def check_model_inputs(backbone, x, argument="x"):
             f"`{argument}` must have the keys {names}; it lacks {missing} (received keys "
             f"{sorted(map(str, x))})."
         )
-    values = {name: _concrete(x[name]) for name in names}
+    described = {name: _described(x[name]) for name in names}
     limit = getattr(backbone, "max_sequence_length", None)
     for name in sorted(names, key=lambda n: not n.endswith("token_ids")):
-        value, spec, label = values[name], inputs[name], f'{argument}["{name}"]'
-        if value is None:
+        if described[name] is None:
             continue
-        if value.ndim != len(spec.shape):
+        (shape, source, values), label = described[name], f'{argument}["{name}"]'
+        if len(shape) != len(inputs[name].shape):
             raise ValueError(
-                f"`{label}` must have rank {len(spec.shape)} ([batch, length]); received "
-                f"shape {value.shape}."
+                f"`{label}` must have rank {len(inputs[name].shape)} ([batch, length]); "
+                f"received shape {shape}."
             )
         if name.endswith("token_ids"):
-            check.integer_dtype(value, label)
+            check.integer_dtype(source, label)
             size = input_vocabulary_size(backbone, name)
-            if size is not None:
-                check.ids_in_range(value, size, label)
+            if size is not None and values is not None:
+                check.ids_in_range(values, size, label)
         if name.endswith("padding_mask"):
-            ids = values.get(name.replace("padding_mask", "token_ids"))
-            if ids is not None:
-                check.same_shape(value.shape, ids.shape, label,
-                                 f'`{argument}["{name.replace("padding_mask", "token_ids")}"]`')
-        if value.ndim >= 2 and limit is not None:
-            check.length_at_most(value.shape[1], limit, label,
-                                 "the backbone's max_sequence_length")
+            ids_name = name.replace("padding_mask", "token_ids")
+            if described.get(ids_name) is not None:
+                check.same_shape(shape, described[ids_name][0], label,
+                                 f'`{argument}["{ids_name}"]`')
+        if len(shape) >= 2 and limit is not None:
+            check.length_at_most(shape[1], limit, label, "the backbone's max_sequence_length")
+
+
+# Batches read from a pipeline (tf.data, a generator, a PyDataset) -------------------------
+# A check inside `tf.data` can only fail with TensorFlow's `InvalidArgumentError`; its message
+# goes between these marks, and `pipeline_errors` raises it as the `ValueError` it stands for.
+_MARKS = ("<<keras_unitscale: ", " :keras_unitscale>>")
+
+
+def _pipeline_check(backbone, argument):
+    """A function of one batch's packed inputs (a dict of tensors, inside `tf.data`) that
+    fails, with the messages of `check_model_inputs`, on what only values reveal: ids
+    outside the vocabulary, masks of another shape than their ids, sequences too long."""
+    tf = _tf()
+    names = sorted(_backbone_inputs(backbone))
+    limit = getattr(backbone, "max_sequence_length", None)
+
+    def fail_unless(condition, template, values):
+        message = tf.strings.format(template, values, summarize=-1)
+        return tf.debugging.Assert(condition, [_MARKS[0] + message + _MARKS[1]])
+
+    def checked(x):
+        asserts = []
+        for name in names:
+            value, label = x[name], f'{argument}["{name}"]'
+            if name.endswith("token_ids") and input_vocabulary_size(backbone, name):
+                size = int(input_vocabulary_size(backbone, name))
+                ids = tf.reshape(tf.cast(value, tf.int64), [-1])
+                lo, hi = tf.reduce_min(ids), tf.reduce_max(ids)
+                inside = tf.logical_or(tf.equal(tf.size(ids), 0),
+                                       tf.logical_and(lo >= 0, hi < size))
+                asserts.append(fail_unless(inside, check.ids_message(label, size, "{}", "{}"),
+                                           (lo, hi)))
+            ids_name = name.replace("padding_mask", "token_ids")
+            if name.endswith("padding_mask") and ids_name in x:
+                same = tf.reduce_all(tf.equal(tf.shape(value), tf.shape(x[ids_name])))
+                asserts.append(fail_unless(same, check.shape_message(
+                    label, "{}", "{}", f'`{argument}["{ids_name}"]`'),
+                    (tf.shape(x[ids_name]), tf.shape(value))))
+            if (limit is not None and name.endswith("token_ids") and value.shape.rank is not None
+                    and value.shape.rank >= 2):
+                length = tf.shape(value)[1]
+                asserts.append(fail_unless(length <= int(limit), check.length_message(
+                    label, "{}", int(limit), "the backbone's max_sequence_length"), (length,)))
+        with tf.control_dependencies(asserts):
+            return {**x, **{name: tf.identity(x[name]) for name in names}}
+
+    return checked
+
+
+def _x_of(batch):
+    return batch[0] if isinstance(batch, tuple) else batch
+
+
+class _CheckedPyDataset(keras.utils.PyDataset):
+    """A `PyDataset` whose batches are checked (`check_model_inputs`) as they are read."""
+
+    def __init__(self, data, backbone, argument):
+        super().__init__(workers=data.workers, use_multiprocessing=data.use_multiprocessing,
+                         max_queue_size=data.max_queue_size)
+        self._data, self._backbone, self._argument = data, backbone, argument
+
+    def __getitem__(self, index):
+        batch = self._data[index]
+        check_model_inputs(self._backbone, _x_of(batch), self._argument)
+        return batch
+
+    @property
+    def num_batches(self):
+        return self._data.num_batches
+
+    def on_epoch_begin(self):
+        self._data.on_epoch_begin()
+
+    def on_epoch_end(self):
+        self._data.on_epoch_end()
+
+
+def _checked_generator(generator, backbone, argument):
+    for batch in generator:
+        check_model_inputs(backbone, _x_of(batch), argument)
+        yield batch
+
+
+def checked_inputs(backbone, x, argument="x"):
+    """`x` for `backbone`, checked by `check_model_inputs`: concrete values now; a
+    `tf.data.Dataset`, a Python generator or a `keras.utils.PyDataset` of packed batches
+    (`x`, or tuples `(x, y[, sample_weight])`) now as far as their types and static shapes
+    go, and batch by batch as they are read (returned wrapped: a dataset mapped through
+    TensorFlow checks, the others checked in Python). Run the model under `pipeline_errors`
+    so that a dataset's failed check is the `ValueError` it stands for."""
+    if _backbone_inputs(backbone) is None or x is None:
+        return x
+    if _is_dataset(x):
+        spec = x.element_spec
+        check_model_inputs(backbone, _x_of(spec), argument)
+        if not isinstance(_x_of(spec), dict):
+            return x
+        check_batch = _pipeline_check(backbone, argument)
+        if isinstance(spec, tuple):
+            return x.map(lambda *batch: (check_batch(batch[0]),) + tuple(batch[1:]))
+        return x.map(check_batch)
+    if inspect.isgenerator(x):
+        return _checked_generator(x, backbone, argument)
+    if isinstance(x, keras.utils.PyDataset):
+        return _CheckedPyDataset(x, backbone, argument)
+    check_model_inputs(backbone, x, argument)
+    return x
+
+
+@contextlib.contextmanager
+def pipeline_errors(model):
+    """Runs `model`'s `fit`, `evaluate` or `predict`: a check that failed inside `tf.data`
+    (`_pipeline_check`) is raised as the `ValueError` it stands for, not as TensorFlow's
+    `InvalidArgumentError` with its graph trace, and a failure leaves the model usable
+    (`backend.trainer_state`)."""
+    try:
+        with variables_kept_on_failure(model):
+            yield
+    except Exception as error:
+        text = str(error)
+        if type(error).__name__ != "InvalidArgumentError" or _MARKS[0] not in text:
+            raise
+        message = text.split(_MARKS[0], 1)[1].split(_MARKS[1], 1)[0]
+        raise ValueError(message.replace("\\'", "'").replace('\\"', '"')) from None
 
 
 def check_preprocessor(backbone, preprocessor):
