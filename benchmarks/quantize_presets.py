@@ -2,7 +2,8 @@
 
     python benchmarks/quantize_presets.py                  # all four trained presets
     python benchmarks/quantize_presets.py zh_sentiment_lstm --limit 512
-    KERAS_BACKEND=tensorflow python benchmarks/quantize_presets.py
+    KERAS_BACKEND=tensorflow python benchmarks/quantize_presets.py \
+        --output benchmarks/results/quantize_presets_tensorflow.json
 
 Each preset is loaded with `from_preset`, evaluated on the test split it was measured on
 (tools/train_presets.py: the seeded splits of `keras_unitscale.datasets`, seed 0) in float,
@@ -10,8 +11,11 @@ then reloaded and quantised with `model.quantize(mode)` for each mode: `int8` (p
 abs-max), `int4` (Keras' default, blocks of 128 with a zero point) and `int4/-1` (int4 per
 channel). Reported: test loss and accuracy (`evaluate`; for the language models accuracy is
 next-token accuracy), the bytes of the weights in memory, and the bytes of the weight files
-of the preset the quantised model saves (`save_to_preset`). Writes
-benchmarks/results/quantize_presets.json and the table in docs/kbit.md.
+of the preset the quantised model saves (`save_to_preset`); for the translator also corpus
+BLEU and chrF of greedy translations of the test split (tools/train_presets.py's code). Writes
+benchmarks/results/quantize_presets.json (or `--output`; each preset's entry is merged into
+what the file holds when it is written) and the table in docs/kbit.md between the markers
+named after the output file.
 """
 
 import argparse
@@ -83,7 +87,7 @@ def measure(name, mode, x, y):
     start = time.perf_counter()
     result = model.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
     seconds = time.perf_counter() - start
-    return {
+    row = {
         "loss": round(float(result["loss"]), 4),
         "accuracy": round(float(result.get("accuracy", result.get("sparse_categorical_accuracy",
                                                                float("nan")))), 4),
@@ -91,6 +95,15 @@ def measure(name, mode, x, y):
         "file_bytes": file_bytes(model),
         "evaluate_seconds": round(seconds, 1),
     }
+    if name == "zh_en_translator":
+        # The preset card's metric code: greedy `generate` of the test split in batches of
+        # 64, corpus BLEU and chrF (sacrebleu, lowercased, WordPiece spacing tidied).
+        from tools.train_presets import _translation_scores
+
+        start = time.perf_counter()
+        row["bleu"], row["chrf"] = _translation_scores(model, (x,))
+        row["generate_seconds"] = round(time.perf_counter() - start, 1)
+    return row
 
 
 DOCS = os.path.join(ROOT, "docs", "kbit.md")
@@ -118,13 +131,25 @@ def table(report):
                 f"| {name} | {entry['test_examples']:,} | {mode} | {row['loss']:.4f} | "
                 f"{row['accuracy']:.4f} | {drop} | {memory:.2f} MiB{ratio} | {files:.2f} MiB |"
             )
+    translator = report["presets"].get("zh_en_translator", {}).get("modes", {})
+    if all("bleu" in row for row in translator.values()) and translator:
+        lines += ["", "zh_en_translator, greedy translations of the test split (corpus BLEU "
+                  "and chrF, the preset card's metric code):", "",
+                  "| mode | BLEU | chrF | BLEU change | chrF change |", "|---|---|---|---|---|"]
+        base = translator["float"]
+        for mode, row in translator.items():
+            change = ("| |" if mode == "float" else
+                      f"| {row['bleu'] - base['bleu']:+.2f} | {row['chrf'] - base['chrf']:+.2f} |")
+            lines.append(f"| {mode} | {row['bleu']:.2f} | {row['chrf']:.2f} {change}")
     return "\n".join(lines)
 
 
-def write_docs(report, path=DOCS):
+def write_docs(report, path=DOCS, marker="quantize_presets"):
+    """Rewrites the table between `<!-- marker -->` and `<!-- /marker -->` (the marker is the
+    results file's name: quantize_presets, quantize_presets_tensorflow)."""
     with open(path) as f:
         text = f.read()
-    start, end = "<!-- quantize_presets -->", "<!-- /quantize_presets -->"
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     with open(path, "w") as f:
@@ -140,9 +165,10 @@ def main(argv=None):
     parser.add_argument("--docs-only", action="store_true",
                         help="only rewrite docs/kbit.md's table from --output")
     args = parser.parse_args(argv)
+    marker = os.path.splitext(os.path.basename(args.output))[0]
     if args.docs_only:
         with open(args.output) as f:
-            write_docs(json.load(f))
+            write_docs(json.load(f), marker=marker)
         return
     import keras
 
@@ -162,6 +188,9 @@ def main(argv=None):
                 100 * (base["accuracy"] - rows[mode]["accuracy"]), 2)
             rows[mode]["loss_increase"] = round(rows[mode]["loss"] - base["loss"], 4)
         n = len(x["encoder_text"]) if isinstance(x, dict) else len(x)
+        if os.path.exists(args.output):  # keep what another run wrote meanwhile
+            with open(args.output) as f:
+                results = json.load(f).get("presets", {})
         results[name] = {"test_examples": n, "modes": rows}
         report = {  # written after each preset: a long run keeps what it measured
             "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared)",
@@ -174,7 +203,7 @@ def main(argv=None):
             json.dump(report, f, indent=2)
             f.write("\n")
         print("wrote", args.output, flush=True)
-    write_docs(report)
+    write_docs(report, marker=marker)
 
 
 if __name__ == "__main__":
