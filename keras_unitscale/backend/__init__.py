@@ -11,7 +11,7 @@ by kind:
 - `keras_internals`: the parts of Keras outside its public API that this library uses;
 - `kernels`: the fused kernels `keras.ops` does not expose (`rnn`, `fused_rnn`,
   `cudnn_disables_jit`, `fused_attention`, `cudnn_attention_available`,
-  `has_fused_float32_cross_entropy`).
+  `has_fused_float32_cross_entropy`, `exact_gelu`).
 
 Import the names from `keras_unitscale.backend` itself.
 """
@@ -26,6 +26,7 @@ from keras_unitscale.backend.gradients import custom_gradient, layer_vjp, vjp
 from keras_unitscale.backend.kernels import (
     cudnn_attention_available,
     cudnn_disables_jit,
+    exact_gelu,
     fused_attention,
     fused_rnn,
     has_fused_float32_cross_entropy,
@@ -46,6 +47,7 @@ __all__ = [
     "cudnn_attention_available",
     "cudnn_disables_jit",
     "custom_gradient",
+    "exact_gelu",
     "export_endpoint_options",
     "fused_attention",
     "fused_rnn",
