@@ -38,7 +38,8 @@ def flat_rows(models):
     for m in models:
         for r in m["rows"]:
             out.append(dict(r, family=m["family"], size=f"{m['layers']}x{m['width']}",
-                            parameters=m["parameters"], float_val_loss=m["float_val_loss"]))
+                            parameters=m["parameters"], float_val_loss=m["float_val_loss"],
+                            unigram_val_loss=m["unigram_val_loss"]))
         # the unquantised model, counted at 16 bits a parameter, as Dettmers and Zettlemoyer do
         out.append(dict(bits=16, dtype="float16", block_size=None,
                         val_loss=m["float_val_loss"], total_bits=16 * m["parameters"],
@@ -86,13 +87,15 @@ def describe(r):
     return f"{r['size']} {r['dtype']}{r['bits']}/{block}"
 
 
-def increases(rows):
-    """{(family, bits, dtype, block): [loss - float loss, per size]}."""
+def increases(rows, relative=False):
+    """{(family, bits, dtype, block): [loss - float loss, per size]}; with `relative`, that
+    increase as a fraction of what the float model gained over the unigram model."""
     out = defaultdict(list)
     for r in rows:
         if r["bits"] != 16:
+            gain = r["unigram_val_loss"] - r["float_val_loss"] if relative else 1.0
             out[(r["family"], r["bits"], r["dtype"], r["block_size"])].append(
-                r["val_loss"] - r["float_val_loss"])
+                (r["val_loss"] - r["float_val_loss"]) / gain)
     return out
 
 
@@ -166,6 +169,30 @@ def tables(report, models):
                     f"{k}/{dtype}/{block}"]
                 cells.append(f"{u:.3f} / {p:.3f}")
             lines.append(f"| {k} | {dtype} | " + " | ".join(cells) + " |")
+    picks = ((3, "int", 64), (3, "quantile", 64), (4, "int", 64), (4, "float", 64),
+             (4, "quantile", 64), (4, "int", None), (5, "int", 64), (6, "int", 64))
+    lines += ["", "Loss increase over float per model (nats/char):", "",
+              "| family | size | float loss | " + " | ".join(
+                  f"{d}{k}/{'channel' if b is None else b}" for k, d, b in picks) + " |",
+              "|---|---|---|" + "---|" * len(picks)]
+    for m in models:
+        got = {(r["bits"], r["dtype"], r["block_size"]): r["val_loss"] for r in m["rows"]}
+        lines.append(f"| {m['family']} | {m['layers']}x{m['width']} | "
+                     f"{m['float_val_loss']:.4f} | " + " | ".join(
+                         f"{got[p] - m['float_val_loss']:+.3f}" for p in picks) + " |")
+    rel = report.get("relative_increase", {})
+    if len(rel) == 2:
+        lines += ["", "The same increase as a share of what each float model gained over the "
+                  "unigram model (unigram loss - float loss), mean over the shared sizes "
+                  "(unit-scaled / plain):", "",
+                  "| k | dtype | blocks of 32 | 64 | 128 | per channel |",
+                  "|---|---|---|---|---|---|"]
+        for k in range(3, 7):
+            for dtype in ("int", "float", "quantile"):
+                cells = [f"{100 * rel['unit_scaled'][f'{k}/{dtype}/{b}']:.1f}% / "
+                         f"{100 * rel['plain'][f'{k}/{dtype}/{b}']:.1f}%"
+                         for b in ("32", "64", "128", "None")]
+                lines.append(f"| {k} | {dtype} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -193,6 +220,9 @@ def main(argv=None):
         report["increase"][family] = {
             f"{k}/{d}/{b}": round(sum(v) / len(v), 4)
             for (_, k, d, b), v in increases(shared).items()}
+        report.setdefault("relative_increase", {})[family] = {
+            f"{k}/{d}/{b}": round(sum(v) / len(v), 4)
+            for (_, k, d, b), v in increases(shared, relative=True).items()}
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(report, f, indent=1)
