@@ -53,7 +53,8 @@ def resolve_preset(preset):
 
 
 def read_metadata(preset):
-    """The `metadata.json` of a preset (a name or a path), after checking its format version.
+    """The `metadata.json` of a preset (a name or a path), after checking its format version
+    and its files against the checksums it records (`layout.verify_files`).
 
     Example:
     >>> read_metadata("transformer_tiny")["backbone"]
@@ -67,6 +68,7 @@ def read_metadata(preset):
             f"preset's metadata); it holds a {type(metadata).__name__}."
         )
     layout.check_format(metadata, preset_dir)
+    layout.verify_files(preset_dir, metadata)  # before any other file is read
     return metadata
 
 

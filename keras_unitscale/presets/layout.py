@@ -9,13 +9,16 @@ A preset is a directory in KerasHub's layout:
     preprocessor.json      the preprocessor, its tokenizers nested
     tokenizer.json         the tokenizer (and decoder_tokenizer.json for a second one)
     assets/tokenizer/      the tokenizer's vocabulary files (assets/decoder_tokenizer/ too)
-    metadata.json          versions, backend, format version, parameter count, class names
+    metadata.json          versions, backend, format version, parameter count, class names,
+                           and `files`: the SHA-256 and size of every other file, checked on
+                           loading (a truncated or altered file is refused, naming it)
 
 `task.json` alone describes the whole task; `config.json`, `preprocessor.json` and
 `tokenizer.json` let the backbone, the preprocessor or the tokenizer be loaded on their own.
 """
 
 import datetime
+import hashlib
 import json
 import os
 
@@ -54,7 +57,7 @@ def write_text(path, text):
 # The fields of `metadata.json` that the library writes itself (see `new_metadata`).
 RESERVED_METADATA = ("format_version", "keras_version", "keras_unitscale_version", "backend",
                      "date_saved", "class_name", "task", "backbone", "parameter_count",
-                     "weights")
+                     "weights", "files")
 
 
 def check_metadata(metadata):
@@ -240,3 +243,109 @@ def check_format(metadata, preset_dir):
             f"{FORMAT_VERSION} that keras-unitscale {__version__} reads. "
             "Upgrade keras-unitscale (`pip install -U keras-unitscale`) to load it."
         )
+
+
+# Checksums ---------------------------------------------------------------------------------
+# `metadata.json`'s `files`: {path relative to the preset, "/"-separated: {"sha256", "bytes"}}
+# for every file the save wrote but `metadata.json` itself; presets saved before it have none.
+CHECKSUMS = "files"
+_WHAT = {CONFIG_FILE: "the backbone's config", MODEL_WEIGHTS_FILE: "the backbone's weights",
+         TASK_CONFIG_FILE: "the task's config", TASK_WEIGHTS_FILE: "the head's weights",
+         PREPROCESSOR_CONFIG_FILE: "the preprocessor's config"}
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_checksums(directory):
+    """`{relative path: {"sha256": hex, "bytes": size}}` of every preset file under
+    `directory` (`preset_files()`, and those under `assets/`) except `metadata.json`: what
+    `save_preset` records from its staged files. Other files (a user's notes) are left out.
+
+    Example:
+    >>> import os, tempfile
+    >>> directory = tempfile.mkdtemp()
+    >>> write_text(os.path.join(directory, "config.json"), "{}")
+    >>> file_checksums(directory)["config.json"]["bytes"]
+    2
+    """
+    found, names = {}, set(preset_files()) - {METADATA_FILE}
+    for root, dirs, files in os.walk(directory):
+        if root == directory:
+            dirs[:] = [name for name in dirs if name in names]
+            files = [name for name in files if name in names]
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, directory).replace(os.sep, "/")
+            found[relative] = {"sha256": _sha256(path), "bytes": os.path.getsize(path)}
+    return found
+
+
+def _described(relative):
+    if relative in _WHAT:
+        return _WHAT[relative]
+    parts = relative.split("/")
+    if relative.endswith(".json") and len(parts) == 1:
+        return f"the {relative[:-5]}"  # tokenizer.json: the tokenizer
+    if parts[0] == ASSETS_DIR and len(parts) > 2:
+        return f"the {parts[1]}'s vocabulary"
+    return "a preset file"
+
+
+def verify_files(preset_dir, metadata):
+    """Checks every file `metadata["files"]` records against its size and SHA-256, before any
+    is read: a missing, truncated or altered file raises an error naming it (a preset saved
+    before checksums records none and is not checked).
+
+    Example:
+    >>> import os, tempfile
+    >>> directory = tempfile.mkdtemp()
+    >>> write_text(os.path.join(directory, "config.json"), '{"config": {}}')
+    >>> metadata = {"files": file_checksums(directory)}
+    >>> verify_files(directory, metadata)
+    >>> write_text(os.path.join(directory, "config.json"), '{"config": []}')  # same size
+    >>> try:
+    ...     verify_files(directory, metadata)
+    ... except ValueError as e:
+    ...     print(str(e).split(": ")[1].split(",")[0])
+    it is corrupt
+    """
+    recorded = metadata.get(CHECKSUMS)
+    if recorded is None:
+        return
+    where = os.path.join(preset_dir, METADATA_FILE)
+    if not isinstance(recorded, dict):
+        raise ValueError(f'{where}: "{CHECKSUMS}" must map file names to their checksums; it '
+                         f"holds a {type(recorded).__name__}.")
+    for relative, entry in sorted(recorded.items()):
+        parts = relative.split("/")
+        if (not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str)
+                or not isinstance(entry.get("bytes"), int) or os.path.isabs(relative)
+                or ".." in parts):
+            raise ValueError(f'{where}: the "{CHECKSUMS}" entry {relative!r:.80} must be a '
+                             'relative path mapped to {"sha256": hex, "bytes": size}; received '
+                             f"{entry!r:.80}.")
+        path = os.path.join(preset_dir, *parts)
+        what = _described(relative)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"{path} ({what}) is missing: the preset is incomplete (its metadata records "
+                "the file). Copy the preset again from its source or save it again.")
+        size = os.path.getsize(path)
+        if size != entry["bytes"]:
+            raise ValueError(
+                f"{path} ({what}): it is incomplete or corrupt, {size} bytes where the "
+                f"preset's metadata records {entry['bytes']} (truncated while copying or "
+                "downloading?). Copy the preset again from its source or save it again.")
+        if _sha256(path) != entry["sha256"]:
+            raise ValueError(
+                f"{path} ({what}): it is corrupt, its SHA-256 differs from the one the "
+                "preset's metadata recorded when it was saved. Copy the preset again from "
+                f'its source or save it again (a file edited on purpose: delete its entry from '
+                f'"{CHECKSUMS}" in {METADATA_FILE}).')

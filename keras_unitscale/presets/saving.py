@@ -102,8 +102,17 @@ def _config_files(model, backbone, task, metadata):
             files[layout.PREPROCESSOR_CONFIG_FILE] = _json_text(serialize(task.preprocessor))
             for slot, tokenizer in tokenizers_of(task.preprocessor):
                 files[f"{slot}.json"] = _json_text(serialize(tokenizer))
+    # Serialised now, so that metadata JSON cannot hold fails before anything is written;
+    # written last, with the checksums of the files staged before it.
     files[layout.METADATA_FILE] = _json_text(layout.new_metadata(model, backbone, task, metadata))
     return files
+
+
+def _write_metadata(staging, text):
+    """Writes `metadata.json` into a staged preset, recording the checksums of its files."""
+    metadata = json.loads(text)
+    metadata[layout.CHECKSUMS] = layout.file_checksums(staging)
+    layout.write_text(os.path.join(staging, layout.METADATA_FILE), _json_text(metadata))
 
 
 def save_preset(model, preset_dir, overwrite=False, metadata=None, include_weights=True):
@@ -118,6 +127,8 @@ def save_preset(model, preset_dir, overwrite=False, metadata=None, include_weigh
     serialised first, then the files are written into a hidden staging directory and moved
     into place only once all are complete (see `keras_unitscale.presets.atomic`). If
     anything fails, a preset already at `preset_dir` is left exactly as it was.
+    `metadata.json` is written last and records the size and SHA-256 of every other file
+    staged (`files`), which loading checks before reading them.
 
     Args:
         model: a `keras_unitscale.models.Backbone` or `Task`.
@@ -130,7 +141,7 @@ def save_preset(model, preset_dir, overwrite=False, metadata=None, include_weigh
             bool, None, lists, dicts). NumPy scalars such as a metric's `np.float32` are
             stored as Python numbers, as Keras does in configs; other values (arrays,
             tensors, objects) and the fields the library writes itself (`format_version`,
-            `weights`, ...) are refused with a `ValueError` naming the key.
+            `weights`, `files`, ...) are refused with a `ValueError` naming the key.
         include_weights: False writes an untrained architecture preset: configs only, and
             `"weights": false` in the metadata, so loading initialises the weights.
 
@@ -162,6 +173,7 @@ def save_preset(model, preset_dir, overwrite=False, metadata=None, include_weigh
     preset_dir = _check_arguments(preset_dir, overwrite, include_weights)
     metadata = {**layout.check_metadata(metadata), "weights": include_weights}
     files = _config_files(model, backbone, task, metadata)
+    metadata_text = files.pop(layout.METADATA_FILE)
     with atomic.staged_directory(preset_dir, entries=layout.preset_files()) as staging:
         for name, text in files.items():
             layout.write_text(os.path.join(staging, name), text)
@@ -177,3 +189,29 @@ def save_preset(model, preset_dir, overwrite=False, metadata=None, include_weigh
                 assets = os.path.join(staging, layout.ASSETS_DIR, slot)
                 os.makedirs(assets)
                 tokenizer.save_assets(assets)
+        _write_metadata(staging, metadata_text)
+
+
+def record_checksums(preset_dir):
+    """Adds the checksums of a preset's files to its `metadata.json` (a preset saved before
+    `save_preset` recorded them), replacing only that file, atomically; the other files are
+    not touched. Returns the checksums.
+
+    Example:
+    >>> import json, os, tempfile
+    >>> import keras_unitscale as ku
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny")
+    >>> save_preset(ku.models.LSTMBackbone(vocabulary_size=20, hidden_dim=4), path)
+    >>> sorted(record_checksums(path))
+    ['config.json', 'model.weights.h5']
+    """
+    metadata = layout.read_json(preset_dir, layout.METADATA_FILE, "the preset's metadata")
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{os.path.join(preset_dir, layout.METADATA_FILE)} must hold a JSON "
+                         f"object; it holds a {type(metadata).__name__}.")
+    metadata.pop(layout.CHECKSUMS, None)
+    checksums = layout.file_checksums(preset_dir)
+    metadata[layout.CHECKSUMS] = checksums
+    with atomic.staged_directory(preset_dir, entries=[layout.METADATA_FILE]) as staging:
+        layout.write_text(os.path.join(staging, layout.METADATA_FILE), _json_text(metadata))
+    return checksums

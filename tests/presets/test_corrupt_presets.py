@@ -1,6 +1,11 @@
 """Loading a broken preset (a config without its "config", JSON that does not parse, a
 truncated or garbled weights file, a truncated vocabulary) is a `ValueError` that names the
-file and what was expected, never a `KeyError` or an h5py error without a path."""
+file and what was expected, never a `KeyError` or an h5py error without a path.
+
+A preset records the size and SHA-256 of each file in its `metadata.json` (`files`), checked
+before anything is read: any change to a file is refused naming it. The structural checks
+serve presets saved before the checksums (and files edited on purpose, their entry deleted):
+the cases below check them on a copy whose metadata records none."""
 
 import json
 import os
@@ -106,11 +111,19 @@ CASES = {
 }
 
 
+def _without_checksums(path):
+    metadata = json.loads((path / "metadata.json").read_text(encoding="utf-8"))
+    del metadata["files"]
+    (path / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_a_broken_preset_is_a_clear_error_naming_the_file(case, preset, tmp_path):
     load, corrupt, file_name, expected = CASES[case]
     path = tmp_path / "copy"
     shutil.copytree(preset, path)
+    if file_name != "metadata.json":
+        _without_checksums(path)
     corrupt(path)
     if isinstance(load, type):
         def load(directory, cls=load):
@@ -129,3 +142,71 @@ def test_an_unbroken_copy_loads(preset, tmp_path):
     assert type(Backbone.from_preset(str(tmp_path / "copy"))).__name__ == "Seq2SeqBackbone"
     assert load_tokenizer(str(tmp_path / "copy")).vocabulary_size() > 5
     assert read_metadata(str(tmp_path / "copy"))["task"] == "Seq2SeqLM"
+
+
+# Checksums: every file the save wrote, each kind truncated or with one byte flipped ------
+FILES = ["config.json", "task.json", "preprocessor.json", "tokenizer.json",
+         "decoder_tokenizer.json", "model.weights.h5", "task.weights.h5", VOCABULARY,
+         DECODER_VOCABULARY]
+
+
+def _flip_byte(name):
+    def corrupt(path):
+        data = bytearray((path / name).read_bytes())
+        data[len(data) // 2] ^= 0x01  # same size: only the checksum can tell
+        (path / name).write_bytes(bytes(data))
+
+    return corrupt
+
+
+def test_the_metadata_records_every_file_the_save_wrote(preset):
+    recorded = read_metadata(str(preset))["files"]
+    written = sorted(os.path.relpath(os.path.join(root, name), preset).replace(os.sep, "/")
+                     for root, _, names in os.walk(preset) for name in names)
+    assert sorted(recorded) == [name for name in written if name != "metadata.json"]
+    assert sorted(recorded) == sorted(name.replace(os.sep, "/") for name in FILES)
+    for name, entry in recorded.items():
+        assert entry["bytes"] == os.path.getsize(preset / name) > 0
+        assert len(entry["sha256"]) == 64
+
+
+@pytest.mark.parametrize("corrupt, expected", [
+    (_truncate, "incomplete or corrupt"), (_flip_byte, "it is corrupt, its SHA-256"),
+], ids=["truncated", "byte-flipped"])
+@pytest.mark.parametrize("file_name", FILES)
+def test_a_changed_file_is_refused_by_its_checksum(file_name, corrupt, expected, preset,
+                                                   tmp_path):
+    path = tmp_path / "copy"
+    shutil.copytree(preset, path)
+    corrupt(file_name)(path)
+    for load in (read_metadata, Seq2SeqLM.from_preset, load_tokenizer):
+        with pytest.raises(ValueError) as raised:
+            load(str(path))
+        assert str(path / file_name) in str(raised.value), str(raised.value)
+        assert expected in str(raised.value)
+
+
+def test_a_missing_file_is_refused(preset, tmp_path):
+    path = tmp_path / "copy"
+    shutil.copytree(preset, path)
+    os.remove(path / "task.weights.h5")
+    with pytest.raises(FileNotFoundError, match="task.weights.h5 .the head's weights. is "
+                                                "missing: the preset is incomplete"):
+        Seq2SeqLM.from_preset(str(path))
+
+
+def test_record_checksums_adds_them_to_an_old_preset_touching_nothing_else(preset, tmp_path):
+    from keras_unitscale.presets.saving import record_checksums
+
+    path = tmp_path / "copy"
+    shutil.copytree(preset, path)
+    _without_checksums(path)
+    (path / "notes.txt").write_text("mine")  # not a preset file: not recorded
+    before = {name: (path / name).read_bytes() for name in FILES}
+    recorded = record_checksums(str(path))
+    assert recorded == read_metadata(str(preset))["files"]
+    assert {name: (path / name).read_bytes() for name in FILES} == before
+    assert read_metadata(str(path))["files"] == recorded
+    _flip_byte("model.weights.h5")(path)
+    with pytest.raises(ValueError, match="model.weights.h5"):
+        read_metadata(str(path))
