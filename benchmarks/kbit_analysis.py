@@ -19,6 +19,8 @@ import os
 import sys
 from collections import defaultdict
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 DOCS = os.path.join(ROOT, "docs", "kbit.md")
@@ -77,6 +79,46 @@ def best_at_budgets(rows, models):
                         best_bits=winner["bits"], best=describe(winner),
                         best_loss=winner["val_loss"],
                         loss_per_k={k: per_k[k]["val_loss"] for k in sorted(per_k)}))
+    return out
+
+
+def falling(models):
+    """The models of a family up to the first whose float loss is not below the previous one's:
+    the part of the family where more parameters helped (an undertrained larger model would
+    make every low-k curve look good by comparison)."""
+    out = models[:1]
+    for m in models[1:]:
+        if m["float_val_loss"] >= out[-1]["float_val_loss"]:
+            break
+        out.append(m)
+    return out
+
+
+def curves_at_budgets(models, dtype, block, points=9):
+    """Dettmers and Zettlemoyer's reading: for each k, the curve of loss against log total
+    bits through the family's sizes (data type `dtype`, blocks `block`), interpolated
+    linearly in log bits at `points` budgets across the sizes' range; per budget that at least
+    three k (one of them 3 or 4) reach, each k's loss there."""
+    curves = {}
+    for k in range(3, 9):
+        pts = sorted((r["total_bits"], r["val_loss"]) for m in models for r in m["rows"]
+                     if r["bits"] == k and r["dtype"] == dtype and r["block_size"] == block)
+        curves[k] = pts
+    curves[16] = sorted((16 * m["parameters"], m["float_val_loss"]) for m in models)
+    low = min(c[0][0] for c in curves.values())
+    high = max(c[-1][0] for c in curves.values())
+    out = []
+    for budget in np.geomspace(low, high, points):
+        losses = {}
+        for k, pts in curves.items():
+            bits, loss = zip(*pts)
+            if bits[0] <= budget <= bits[-1]:
+                losses[k] = float(np.interp(np.log(budget), np.log(bits), loss))
+        # a budget only some low or only some high k reach compares nothing: skip it
+        if sum(k <= 8 for k in losses) < 3 or not {3, 4} & set(losses):
+            continue
+        best = min(losses, key=losses.get)
+        out.append(dict(budget_bits=int(budget), loss_per_k=losses, best_bits=best))
     return out
 
 
@@ -157,6 +199,21 @@ def tables(report, models):
                      for k in (3, 4, 5, 6, 7, 8, 16)]
             lines.append(f"| {b['budget_bits']:,} ({b['size']} at 4 bits) | "
                          + " | ".join(cells) + f" | k={b['best_bits']}: {b['best']} |")
+    for family, entry in report.get("curves", {}).items():
+        if len(entry["sizes"]) < 2:
+            continue
+        lines += ["", f"One curve per k through {family}'s sizes where loss falls with size "
+                  f"({', '.join(entry['sizes'])}), interpolated in log bits; at each budget, "
+                  "each k's loss where its curve reaches it and the lowest k:", "",
+                  "| data type / blocks | budget (bits) | " + " | ".join(
+                      f"k={k}" for k in (3, 4, 5, 6, 7, 8, 16)) + " | lowest |",
+                  "|---|---|" + "---|" * 8]
+        for key in ("quantile/64", "int/64", "float/64", "int/None"):
+            for b in entry[key]:
+                cells = [f"{b['loss_per_k'][k]:.3f}" if k in b["loss_per_k"] else "-"
+                         for k in (3, 4, 5, 6, 7, 8, 16)]
+                lines.append(f"| {key.replace('None', 'channel')} | {b['budget_bits']:,} | "
+                             + " | ".join(cells) + f" | k={b['best_bits']} |")
     lines += ["", "Loss increase over float (nats/char), mean over the sizes both families "
               "have, at equal k, data type and block size (unit-scaled / plain):", "",
               "| k | dtype | blocks of 32 | 64 | 128 | per channel |", "|---|---|---|---|---|---|"]
@@ -216,6 +273,11 @@ def main(argv=None):
                                          bits=r["bits"], val_loss=r["val_loss"])
                                     for r in pareto(rows)]
         report["budgets"][family] = best_at_budgets(rows, ms)
+        part = falling(ms)
+        report.setdefault("curves", {})[family] = {
+            "sizes": [f"{m['layers']}x{m['width']}" for m in part],
+            **{f"{d}/{b}": curves_at_budgets(part, d, b) for d, b in
+               (("quantile", 64), ("int", 64), ("float", 64), ("int", None))}}
         shared = flat_rows([m for m in ms if (m["layers"], m["width"]) in common])
         report["increase"][family] = {
             f"{k}/{d}/{b}": round(sum(v) / len(v), 4)
