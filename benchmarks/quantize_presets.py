@@ -150,6 +150,9 @@ def write_docs(report, path=DOCS, marker="quantize_presets"):
     with open(path) as f:
         text = f.read()
     start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    if start not in text:
+        print(f"{path} has no {start} marker: table not written", flush=True)
+        return
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     with open(path, "w") as f:
