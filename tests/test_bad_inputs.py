@@ -484,6 +484,21 @@ def test_layer_calls_check_concrete_values(m, make, text):
     assert text in str(error.value)
 
 
+@pytest.mark.parametrize("quantized", [False, True], ids=["float", "int8"])
+def test_embedding_ids_outside_the_table_give_nan_rows_when_compiled(quantized):
+    """Traced ids cannot raise: each outside [0, input_dim) gets a NaN row on both backends
+    (not a clamped, wrapped or zero row), the others their own row."""
+    keras.utils.set_random_seed(0)
+    layer = L.Embedding(10, 4)
+    layer.build()
+    if quantized:
+        layer.quantize("int8")
+    ids = np.array([[10, 12, -1, -11, 3, 0, 9]], "int32")
+    rows = np.asarray(compiled(layer)(ids))[0]
+    assert np.isnan(rows[:4]).all() and not np.isnan(rows[4:]).any()
+    np.testing.assert_allclose(rows[4:], np.asarray(layer(ids[:, 4:]))[0], rtol=1e-6)
+
+
 def test_valid_calls_still_pass(m):
     """The checks refuse only what is wrong: the limits themselves are accepted (checked on
     the helpers the layers call, without running them)."""

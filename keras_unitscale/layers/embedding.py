@@ -35,9 +35,12 @@ class Embedding(QuantizableKernels, keras.layers.Layer):
             adapters; quantise with `quantize()`), refused otherwise with the reason.
 
     Ids outside `[0, input_dim)` raise a `ValueError` when the layer runs eagerly. Inside a
-    compiled function they cannot be checked: JAX's gather gives NaN rows, TensorFlow's fails
-    or returns an unchecked row. The tasks check ids on concrete values before compiling
-    (`fit`, `evaluate`, `predict`, `generate`: `keras_unitscale.models.task_inputs.check_model_inputs`).
+    compiled function (`jit`, `tf.function`, XLA) they cannot raise: each gets a row of NaN,
+    on every backend (Keras' own layer gives NaN on JAX, wraps negative ids to the end of the
+    table, and on TensorFlow fails or, under XLA, clamps silently), so a loss or an output
+    shows it. The tasks and backbones check ids before anything is compiled (`fit`,
+    `evaluate`, `predict`, `generate`, also batch by batch from a `tf.data` pipeline:
+    `keras_unitscale.models.task_inputs.checked_inputs`).
 
     Example:
     >>> import numpy as np
@@ -120,9 +123,17 @@ class Embedding(QuantizableKernels, keras.layers.Layer):
     def call(self, inputs):
         inputs = ops.convert_to_tensor(inputs)
         self._check_ids(inputs)
+        # Traced ids cannot raise: one outside the table gets a row of NaN on every backend
+        # (JAX's gather does so for ids >= input_dim, but wraps negative ones; TensorFlow
+        # fails, or under XLA clamps silently), so that the loss shows it.
+        ids = ops.cast(inputs, "int32")
+        inside = ops.logical_and(ops.greater_equal(ids, 0), ops.less(ids, self.input_dim))
+        ids = ops.where(inside, ids, 0)
         if self.quantization_mode is not None:  # inference: dequantise the rows looked up
-            return self.kernel_rows("embeddings", inputs)
-        return uops.embedding(inputs, self.embeddings)
+            rows = self.kernel_rows("embeddings", ids)
+        else:
+            rows = uops.embedding(ids, self.embeddings)
+        return ops.where(ops.expand_dims(inside, -1), rows, ops.cast(np.nan, rows.dtype))
 
     def compute_mask(self, inputs, mask=None):
         if not self.mask_zero:
