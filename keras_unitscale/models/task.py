@@ -216,6 +216,11 @@ class Task(PresetMixin, UnitScaledModel):
                     f"`x` and `y` must have the same number of samples; received {n} and "
                     f"{_num_samples(y)}."
                 )
+        if sample_weight is not None and _num_samples(sample_weight) != n:
+            raise ValueError(
+                f"`sample_weight` must have one weight per sample of `x`; received "
+                f"{_num_samples(sample_weight)} weights for {n} samples."
+            )
         data = keras.utils.pack_x_y_sample_weight(
             _as_slices(x), None if y is None else _as_slices(y),
             None if sample_weight is None else _as_slices(sample_weight),

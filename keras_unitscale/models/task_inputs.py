@@ -335,9 +335,15 @@ def check_raw_text(x, argument="x"):
         if isinstance(leaf, (str, bytes)):
             continue
         if isinstance(leaf, np.ndarray):
-            if leaf.dtype.kind in "SU" or leaf.dtype.kind == "O" and all(
-                isinstance(v, (str, bytes)) for v in leaf.ravel()
-            ):
+            if leaf.dtype.kind in "SU":
+                continue
+            if leaf.dtype.kind == "O":
+                for i, value in enumerate(leaf.ravel()):
+                    if not isinstance(value, (str, bytes)):
+                        raise ValueError(
+                            f"`{argument}` must hold strings for this task's preprocessor; "
+                            f"element {i} is {type(value).__name__}: {value!r:.60}."
+                        )
                 continue
             raise ValueError(
                 f"`{argument}` must be raw text (strings) for this task's preprocessor; "

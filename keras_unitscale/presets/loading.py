@@ -52,6 +52,8 @@ def load_preset(cls, preset, load_weights=True, **overrides):
         raise ValueError(
             f"`cls` must be a keras_unitscale Backbone or Task class; received {cls!r:.80}."
         )
+    if not isinstance(load_weights, bool):
+        raise ValueError(f"`load_weights` must be True or False; received {load_weights!r:.80}.")
     preset_dir = resolve_preset(preset)
     metadata = read_metadata(preset_dir)
     if hasattr(cls, "backbone_cls"):  # a task declares its backbones; a backbone does not
