@@ -279,6 +279,8 @@ TASKS = [
     ("classifier-dropout", lambda m: TextClassifier(m.encoder, 2, dropout=1.5), "`dropout`"),
     ("classifier-output_mult-nan",
      lambda m: TextClassifier(m.encoder, 2, output_mult=NAN), "`output_mult`"),
+    ("compile-optimizer-name",
+     lambda m: TextClassifier(m.encoder, 2).compile(optimizer="nope"), "`optimizer`"),
     ("generate-stop-int", lambda m: m.lm.generate("我", stop_token_ids=3), "(3,)"),
     ("generate-stop-above",
      lambda m: m.lm.generate("我", stop_token_ids=(m.vocab + 10,)), "`stop_token_ids`"),

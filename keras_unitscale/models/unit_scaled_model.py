@@ -89,7 +89,14 @@ class UnitScaledModel(keras.Model):
 
             optimizer = AdamW(learning_rate=lr, weight_decay=0.0)
         elif isinstance(optimizer, str):
-            optimizer = keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": lr}})
+            try:
+                optimizer = keras.optimizers.get(
+                    {"class_name": optimizer, "config": {"learning_rate": lr}})
+            except (ValueError, TypeError) as error:
+                raise ValueError(
+                    f"`optimizer` must be an optimizer or the name of one of Keras' optimizers "
+                    f"(such as 'adamw' or 'sgd'); received optimizer={optimizer!r:.60}."
+                ) from error
         if loss is None:
             from keras_unitscale.losses import SparseCategoricalCrossentropy
 
