@@ -6,7 +6,7 @@ test fails on "survives": a test that should pin that rule down is too weak. The
 the survivors and exits with status 1 if there are any (2 if a mutation no longer applies).
 
 It never touches the checkout it is run from. `keras_unitscale/`, `tests/` and
-`pyproject.toml` are copied into a temporary directory; each mutation is a plain text
+`pyproject.toml` are copied into a temporary directory (one copy per job); each mutation is a plain text
 substitution, which must match exactly once, made in that copy, and undone after its run.
 pytest runs in the copy with `PYTHONPATH` pointing at it, and a small plugin checks, before
 any test runs, that `keras_unitscale` is imported from the copy (the editable install of the
@@ -16,18 +16,23 @@ Usage:
     .venv/bin/python tools/mutation_check.py                  # JAX, every mutation
     .venv/bin/python tools/mutation_check.py --backend tensorflow
     .venv/bin/python tools/mutation_check.py --only attention --list
+    .venv/bin/python tools/mutation_check.py --jobs 1           # one copy, one run at a time
 
 Run it before merging a change to `keras_unitscale/ops/`, `keras_unitscale/layers/` or the
-model wiring (CONTRIBUTING.md, "Mutation check"). It takes about 10 to 15 minutes on two cores.
+model wiring (CONTRIBUTING.md, "Mutation check"). With `--jobs 2` (the default: two mutations at
+a time, each alone in its own copy of the package) the 57 mutations took 547 s on a quiet 2-core
+CPU (JAX, 2026-11-28); one at a time, about 18 minutes (most of a run is pytest starting).
 """
 
 import argparse
+import concurrent.futures
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,6 +329,9 @@ def _parse():
                         "strings")
     p.add_argument("--list", action="store_true", help="list the mutations and exit")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per mutation run")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="mutations run at the same time, each alone in its own copy of the "
+                        "package (default 2: one per core of the CI machine)")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip checking that the selected tests pass unmutated")
     return p.parse_args()
@@ -359,9 +367,11 @@ def _env(tmp, backend):
     return env
 
 
-def _pytest(tmp, env, tests, timeout):
+def _pytest(tmp, env, tests, timeout, workers=1):
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
            "-p", "_mutation_guard", "--no-header", "-rfE", *tests]
+    if workers > 1:
+        cmd[3:3] = ["-n", str(workers)]
     try:
         r = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True,
                            timeout=timeout)
@@ -399,56 +409,75 @@ def main():
         for m in mutations:
             print(f"{m.name:55s} {m.path}\n    " + "\n    ".join(m.tests))
         return 0
+    if args.jobs < 1:
+        raise SystemExit(f"mutation_check: --jobs must be at least 1; received {args.jobs}.")
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="mutation_check_") as tmp:
-        tmp = Path(tmp)
-        _copy(tmp)
-        env = _env(tmp, args.backend)
+        # One copy per job: each mutation is made, run and undone alone in its copy.
+        copies = [Path(tmp) / f"copy{j}" for j in range(args.jobs)]
+        for copy in copies:
+            copy.mkdir()
+            _copy(copy)
+        envs = {copy: _env(copy, args.backend) for copy in copies}
         # Every pattern must apply before anything runs.
         try:
             for m in mutations:
-                _mutated(tmp, m)
+                _mutated(copies[0], m)
         except LookupError as e:
             print(f"mutation_check: the source changed, a mutation no longer applies: {e}")
             return 2
         if not args.no_baseline:
             tests = sorted({t for m in mutations for t in m.tests})
-            rc, out = _pytest(tmp, env, tests, args.timeout * 2)
+            rc, out = _pytest(copies[0], envs[copies[0]], tests, args.timeout * 2,
+                              workers=args.jobs)
             if rc != 0:
                 print(out[-4000:])
                 print("mutation_check: the selected tests fail without any mutation; fix them "
                       "first (a failure would count as a catch).")
                 return 2
             print(f"baseline: {len(tests)} test selections pass ({time.time() - start:.0f}s)")
+        free = list(copies)
+        lock = threading.Lock()
         survivors, errors = [], []
-        for i, m in enumerate(mutations, 1):
+
+        def run(i, m):
+            with lock:
+                copy = free.pop()
             t0 = time.time()
-            edits = _mutated(tmp, m)
-            for path, (_, text) in edits.items():
-                (tmp / "keras_unitscale" / path).write_text(text)
+            edits = _mutated(copy, m)
             try:
-                rc, out = _pytest(tmp, env, m.tests, args.timeout)
+                for path, (_, text) in edits.items():
+                    (copy / "keras_unitscale" / path).write_text(text)
+                rc, out = _pytest(copy, envs[copy], m.tests, args.timeout)
             finally:
                 for path, (original, _) in edits.items():
-                    (tmp / "keras_unitscale" / path).write_text(original)
-            if rc in (2, 3, 4, 5) and "FAILED" not in out:
-                # Interrupted on a collection error, internal error, usage error (a test id
-                # that does not exist) or nothing collected: not a catch.
-                print(out[-1500:])
-                print(f"[{i:2d}/{len(mutations)}] {m.name:55s} ERROR: pytest could not run "
-                      f"its tests (exit {rc})", flush=True)
-                errors.append(m)
-                continue
-            if rc == 0:
-                verdict = "SURVIVED"
-                survivors.append(m)
-            elif rc is None:
-                verdict = "caught (timeout)"
-            else:
-                failed = re.findall(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", out, re.M)
-                verdict = "caught by " + (failed[0] if failed else f"pytest exit {rc}")
-            print(f"[{i:2d}/{len(mutations)}] {m.name:55s} {time.time() - t0:5.0f}s  {verdict}",
-                  flush=True)
+                    (copy / "keras_unitscale" / path).write_text(original)
+                with lock:
+                    free.append(copy)
+            seconds = time.time() - t0
+            with lock:
+                if rc in (2, 3, 4, 5) and "FAILED" not in out:
+                    # Interrupted on a collection error, internal error, usage error (a test
+                    # id that does not exist) or nothing collected: not a catch.
+                    print(out[-1500:])
+                    print(f"[{i:2d}/{len(mutations)}] {m.name:55s} ERROR: pytest could not "
+                          f"run its tests (exit {rc})", flush=True)
+                    errors.append(m)
+                    return
+                if rc == 0:
+                    verdict = "SURVIVED"
+                    survivors.append(m)
+                elif rc is None:
+                    verdict = "caught (timeout)"
+                else:
+                    failed = re.findall(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", out, re.M)
+                    verdict = "caught by " + (failed[0] if failed else f"pytest exit {rc}")
+                print(f"[{i:2d}/{len(mutations)}] {m.name:55s} {seconds:5.0f}s  {verdict}",
+                      flush=True)
+
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            for future in [pool.submit(run, i, m) for i, m in enumerate(mutations, 1)]:
+                future.result()
     print(f"\n{len(mutations)} mutations, {len(survivors)} survived, "
           f"{time.time() - start:.0f}s on {args.backend}")
     for m in survivors:
