@@ -2,21 +2,14 @@
 is known: the Pareto frontier, the part of a family where loss falls with size, and the
 lowest k curve at a budget. Pure Python and NumPy: no model is built."""
 
-import importlib.util
-import os
-
 import pytest
+from scripts import load_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.backend_independent
 
 
 def _analysis():
-    path = os.path.join(ROOT, "benchmarks", "kbit_analysis.py")
-    spec = importlib.util.spec_from_file_location("kbit_analysis_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/kbit_analysis.py", "kbit_analysis_benchmark")
 
 
 def _model(width, parameters, float_loss, damage):

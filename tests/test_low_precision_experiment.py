@@ -4,21 +4,13 @@ One tiny run (the plain Keras model with the FP8 matmul simulation, the code her
 library does not test), the initial-gradient measurement of both models, the tables, the plot.
 """
 
-import importlib.util
-import os
-
 import keras
 import numpy as np
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from scripts import load_script
 
 
 def _script():
-    path = os.path.join(ROOT, "benchmarks", "low_precision.py")
-    spec = importlib.util.spec_from_file_location("low_precision_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/low_precision.py", "low_precision_benchmark")
 
 
 def test_quick_run_writes_plot_and_tables(tmp_path, capsys):

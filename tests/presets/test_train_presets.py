@@ -1,20 +1,14 @@
 """`tools/train_presets.py --quick`: the training script runs end to end in seconds."""
 
-import importlib.util
 import json
 import os
 
 import numpy as np
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from scripts import ROOT, load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "train_presets", os.path.join(ROOT, "tools", "train_presets.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/train_presets.py", "train_presets")
 
 
 def test_quick_run_trains_evaluates_saves_and_fills_the_card(tmp_path, capsys):
